@@ -1,0 +1,3 @@
+"""Enclave: a local RAG server over enterprise documents."""
+
+__version__ = "0.1.0"

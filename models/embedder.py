@@ -1,0 +1,164 @@
+"""Embedders: a small interface (batch embed, dimension, max input tokens, the tokenizer that
+counts them) and its adapters. Batching lives once in the base class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from enclave.settings import EmbedderSettings
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Embedder(ABC):
+    """Turns texts into unit-length float32 vectors."""
+
+    #: stable identity recorded in the index; a different value means different vectors
+    name: str
+    dimension: int
+    #: the most content tokens one input may have (special tokens excluded)
+    max_tokens: int
+    batch_size: int = 32
+
+    @abstractmethod
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        """Embed one batch; rows are L2-normalised."""
+
+    @abstractmethod
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each content token of ``text``, in the embedder's own tokenizer."""
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.token_spans(text))
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        parts = [
+            self.embed_batch(texts[i : i + self.batch_size])
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        return np.vstack(parts).astype(np.float32, copy=False)
+
+    def embed_query(self, text: str) -> Vectors:
+        return self.embed([text])[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dimension": self.dimension, "max_tokens": self.max_tokens}
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """Any sentence-transformers model folder, loaded offline."""
+
+    def __init__(
+        self, path: str, *, device: str = "cpu", batch_size: int = 32, threads: int = 0
+    ) -> None:
+        from enclave.offline import enforce_offline
+
+        enforce_offline()
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self._model = SentenceTransformer(path, device=device, local_files_only=True)
+        self._tokenizer = self._model.tokenizer
+        dim = self._model.get_sentence_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"cannot tell the embedding dimension of {path}")
+        self.dimension = int(dim)
+        seq = int(self._model.max_seq_length or 512)
+        specials = len(self._tokenizer("", add_special_tokens=True)["input_ids"])
+        self.max_tokens = seq - specials
+        self.batch_size = batch_size
+        self.name = _model_identity(path)
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        enc = self._tokenizer(
+            text, add_special_tokens=False, return_offsets_mapping=True, truncation=False
+        )
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+    def count_tokens(self, text: str) -> int:
+        ids = self._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+        return len(ids)
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        import torch
+
+        with torch.inference_mode():
+            vecs = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vecs, dtype=np.float32)
+
+
+def _model_identity(path: str) -> str:
+    """A name for the model that survives reinstalls: folder name plus a hash of its config
+    and weights' sizes (cheap, yet it changes when the weights change)."""
+    from pathlib import Path
+
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and f.suffix in {".json", ".safetensors", ".bin", ".txt", ".onnx"}:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(str(f.stat().st_size).encode())
+            if f.suffix == ".json":
+                h.update(f.read_bytes())
+    base = root.name if root.name != "model" else root.parent.name
+    return f"{base}@{h.hexdigest()[:12]}"
+
+
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+class HashEmbedder(Embedder):
+    """Deterministic bag-of-words embedder for unit tests of pure logic (no model file)."""
+
+    def __init__(self, dimension: int = 64, max_tokens: int = 128, batch_size: int = 32) -> None:
+        self.dimension = dimension
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.name = f"hash-{dimension}"
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for m in _WORD.finditer(text)]
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+                out[row, int.from_bytes(digest, "little") % self.dimension] += 1.0
+            norm = float(np.linalg.norm(out[row]))
+            if norm > 0:
+                out[row] /= norm
+            else:
+                out[row, 0] = 1.0
+        return out
+
+
+def load_embedder(settings: EmbedderSettings) -> Embedder:
+    """The embedder the settings name: 'bundled', 'hash' (tests) or a model folder."""
+    if settings.model == "hash":
+        return HashEmbedder(batch_size=settings.batch_size)
+    from models.bundled import resolve_embedder
+
+    path = resolve_embedder(settings.model)
+    return SentenceTransformerEmbedder(
+        str(path), device=settings.device, batch_size=settings.batch_size, threads=settings.threads
+    )

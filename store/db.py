@@ -1,0 +1,527 @@
+"""LanceDB schema, writes and hybrid search.
+
+Two tables live under ``<data_dir>/lancedb``:
+
+* ``documents``: one row per file ever seen (ok, empty or failed), keyed by ``doc_id``.
+* ``chunks``: text, vector and metadata of every chunk, with a native full-text index.
+
+Crash safety: a batch first deletes every chunk of its documents, then adds the new chunks,
+then upserts the document rows. Each LanceDB commit is atomic, so a process killed at any
+point leaves tables that open; a document row is only written (with the file's sha256) after
+its chunks are in, so the next run sees the file as changed and redoes it, deleting whatever
+half-written chunks it finds first. No duplicates, no orphans.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from enclave.errors import EmbedderMismatchError, UsageError
+from store.records import (
+    STATUS_OK,
+    ChunkRecord,
+    DocumentRecord,
+    SearchFilters,
+    SearchHit,
+    valid_group,
+)
+
+DOCUMENTS = "documents"
+CHUNKS = "chunks"
+META_FILE = "enclave-index.json"
+INDEX_FORMAT = 1
+
+_HEX = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def documents_schema() -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("title", pa.string()),
+            pa.field("sha256", pa.string()),
+            pa.field("size", pa.int64()),
+            pa.field("mtime", pa.float64()),
+            pa.field("parser", pa.string()),
+            pa.field("status", pa.string()),
+            pa.field("error", pa.string()),
+            pa.field("chunk_count", pa.int32()),
+            pa.field("ingested_at", pa.string()),
+            pa.field("embedder", pa.string()),
+            pa.field("groups", pa.list_(pa.string())),
+        ]
+    )
+
+
+def chunks_schema(dimension: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("ordinal", pa.int32()),
+            pa.field("text", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dimension)),
+            pa.field("source", pa.string()),
+            pa.field("title", pa.string()),
+            pa.field("page", pa.int32()),
+            pa.field("heading_path", pa.list_(pa.string())),
+            pa.field("char_start", pa.int64()),
+            pa.field("char_end", pa.int64()),
+            pa.field("tokens", pa.int32()),
+            pa.field("groups", pa.list_(pa.string())),
+            pa.field("flags", pa.list_(pa.string())),
+        ]
+    )
+
+
+_HIT_COLUMNS = [
+    "chunk_id",
+    "doc_id",
+    "ordinal",
+    "text",
+    "vector",
+    "source",
+    "title",
+    "page",
+    "heading_path",
+    "char_start",
+    "char_end",
+    "tokens",
+    "flags",
+]
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def build_filter(filters: SearchFilters | None) -> str | None:
+    """SQL predicate for a prefilter. Every value is validated or quoted: no injection."""
+    if filters is None:
+        return None
+    parts: list[str] = []
+    if filters.path_prefix:
+        if "\x00" in filters.path_prefix:
+            raise UsageError("path_prefix must not contain NUL")
+        parts.append(f"starts_with(source, {_sql_str(filters.path_prefix)})")
+    if filters.doc_ids is not None:
+        ids = [d for d in filters.doc_ids]
+        bad = [d for d in ids if not _HEX.match(d)]
+        if bad:
+            raise UsageError(f"invalid document id: {bad[0][:80]!r}")
+        if not ids:
+            parts.append("false")
+        else:
+            parts.append("doc_id IN (" + ", ".join(_sql_str(d) for d in ids) + ")")
+    if filters.groups is not None:
+        groups = [g for g in filters.groups if valid_group(g)]
+        if not groups:
+            parts.append("false")
+        else:
+            parts.append(
+                "array_has_any(groups, make_array(" + ", ".join(_sql_str(g) for g in groups) + "))"
+            )
+    return " AND ".join(f"({p})" for p in parts) if parts else None
+
+
+class Store:
+    """The Enclave index at ``<data_dir>/lancedb``. Safe to share between threads."""
+
+    def __init__(self, lance_dir: Path | str, *, read_consistency_s: float = 0.0) -> None:
+        import lancedb
+
+        self.path = Path(lance_dir)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._db = lancedb.connect(
+            str(self.path), read_consistency_interval=timedelta(seconds=read_consistency_s)
+        )
+        self._lock = threading.RLock()
+        self._docs: Any = None
+        self._chunks: Any = None
+
+    # ------------------------------------------------------------------ meta
+    @property
+    def meta_path(self) -> Path:
+        return self.path / META_FILE
+
+    def meta(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.meta_path.read_text("utf-8"))
+            return data
+        except FileNotFoundError:
+            return {}
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        tmp = self.meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta, indent=2), "utf-8")
+        os.replace(tmp, self.meta_path)
+
+    def bind_embedder(self, name: str, dimension: int) -> None:
+        """Record the embedder on a new index; refuse a different one on an existing index."""
+        with self._lock:
+            meta = self.meta()
+            if meta.get("embedder") and (
+                meta["embedder"] != name or int(meta.get("dimension", 0)) != dimension
+            ):
+                raise EmbedderMismatchError(
+                    f"this index was built with embedder {meta['embedder']} "
+                    f"(dimension {meta.get('dimension')}), not {name} (dimension {dimension}). "
+                    "Mixing them would corrupt search. To re-embed with the new model, ingest "
+                    "into a new data directory (--data-dir NEW) and point the server at it, or "
+                    f"remove {self.path} and ingest again."
+                )
+            if not meta.get("embedder"):
+                meta.update({"format": INDEX_FORMAT, "embedder": name, "dimension": dimension})
+                self._write_meta(meta)
+
+    @property
+    def embedder_name(self) -> str | None:
+        name = self.meta().get("embedder")
+        return str(name) if name else None
+
+    @property
+    def dimension(self) -> int | None:
+        dim = self.meta().get("dimension")
+        return int(dim) if dim else None
+
+    # ---------------------------------------------------------------- tables
+    def _table_names(self) -> list[str]:
+        res = self._db.table_names()
+        return list(res)
+
+    def documents_table(self) -> Any:
+        with self._lock:
+            if self._docs is None:
+                if DOCUMENTS in self._table_names():
+                    self._docs = self._db.open_table(DOCUMENTS)
+                else:
+                    self._docs = self._db.create_table(
+                        DOCUMENTS, schema=documents_schema(), exist_ok=True
+                    )
+            return self._docs
+
+    def chunks_table(self, *, create: bool = False) -> Any | None:
+        with self._lock:
+            if self._chunks is None:
+                if CHUNKS in self._table_names():
+                    self._chunks = self._db.open_table(CHUNKS)
+                elif create:
+                    dim = self.dimension
+                    if dim is None:
+                        raise RuntimeError("bind_embedder() before writing chunks")
+                    self._chunks = self._db.create_table(
+                        CHUNKS, schema=chunks_schema(dim), exist_ok=True
+                    )
+            return self._chunks
+
+    # ---------------------------------------------------------------- writes
+    def replace_documents(
+        self, documents: Sequence[DocumentRecord], chunks: Sequence[ChunkRecord]
+    ) -> int:
+        """Make ``documents`` and exactly ``chunks`` the stored state of those documents.
+
+        Returns how many old chunks were deleted.
+        """
+        if not documents:
+            return 0
+        with self._lock:
+            ids = [d.doc_id for d in documents]
+            deleted = self._delete_chunks(ids)
+            if chunks:
+                table = self.chunks_table(create=True)
+                assert table is not None
+                dim = self.dimension
+                rows = [c.to_row() for c in chunks]
+                table.add(pa.Table.from_pylist(rows, schema=chunks_schema(dim or 0)))
+            docs = self.documents_table()
+            data = pa.Table.from_pylist([d.to_row() for d in documents], schema=documents_schema())
+            (
+                docs.merge_insert("doc_id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(data)
+            )
+            return deleted
+
+    def _delete_chunks(self, doc_ids: Sequence[str]) -> int:
+        table = self.chunks_table()
+        if table is None or not doc_ids:
+            return 0
+        total = 0
+        for i in range(0, len(doc_ids), 500):
+            part = doc_ids[i : i + 500]
+            pred = "doc_id IN (" + ", ".join(_sql_str(d) for d in part) + ")"
+            n = int(table.count_rows(pred))
+            if n:
+                table.delete(pred)
+                total += n
+        return total
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        """Remove documents and all their chunks. Returns chunks deleted."""
+        if not doc_ids:
+            return 0
+        with self._lock:
+            deleted = self._delete_chunks(doc_ids)
+            docs = self.documents_table()
+            for i in range(0, len(doc_ids), 500):
+                part = doc_ids[i : i + 500]
+                docs.delete("doc_id IN (" + ", ".join(_sql_str(d) for d in part) + ")")
+            return deleted
+
+    def set_groups(self, doc_ids: Sequence[str], groups: list[str]) -> None:
+        """Change who may read documents without re-embedding them."""
+        bad = [g for g in groups if not valid_group(g)]
+        if bad:
+            raise UsageError(f"invalid group name: {bad[0]!r}")
+        with self._lock:
+            for i in range(0, len(doc_ids), 500):
+                part = doc_ids[i : i + 500]
+                pred = "doc_id IN (" + ", ".join(_sql_str(d) for d in part) + ")"
+                value = "make_array(" + ", ".join(_sql_str(g) for g in groups) + ")"
+                if not groups:
+                    value = "arrow_cast(make_array(), 'List(Utf8)')"
+                self.documents_table().update(where=pred, values_sql={"groups": value})
+                chunks = self.chunks_table()
+                if chunks is not None:
+                    chunks.update(where=pred, values_sql={"groups": value})
+
+    def remove_orphan_chunks(self) -> int:
+        """Delete chunks whose document row is missing (left by a killed run)."""
+        with self._lock:
+            table = self.chunks_table()
+            if table is None:
+                return 0
+            known = set(self.documents_table().to_arrow().column("doc_id").to_pylist())
+            present = set(
+                table.search().select(["doc_id"]).limit(None).to_arrow().column("doc_id").to_pylist()
+            )
+            orphans = sorted(present - known)
+            return self._delete_chunks(orphans)
+
+    def optimize(self) -> None:
+        """Compact small fragments and bring the full-text index up to date."""
+        with self._lock:
+            table = self.chunks_table()
+            if table is not None and table.count_rows() > 0:
+                self._ensure_fts(table)
+                table.optimize()
+            self.documents_table().optimize()
+
+    def _ensure_fts(self, table: Any) -> None:
+        names = {getattr(i, "name", "") for i in table.list_indices()}
+        if "text_idx" not in names:
+            table.create_fts_index("text", use_tantivy=False, replace=True)
+
+    # ----------------------------------------------------------------- reads
+    def documents_state(self) -> dict[str, DocumentRecord]:
+        """Every document row keyed by its path (for incremental runs)."""
+        table = self.documents_table()
+        rows = table.to_arrow().to_pylist()
+        return {r["path"]: DocumentRecord.from_row(r) for r in rows}
+
+    def list_documents(
+        self,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        status: str | None = None,
+        groups: list[str] | None = None,
+    ) -> list[DocumentRecord]:
+        rows = [DocumentRecord.from_row(r) for r in self.documents_table().to_arrow().to_pylist()]
+        if status:
+            rows = [r for r in rows if r.status == status]
+        if groups is not None:
+            allowed = set(groups)
+            rows = [r for r in rows if allowed.intersection(r.groups)]
+        rows.sort(key=lambda r: r.path)
+        end = None if limit is None else offset + limit
+        return rows[offset:end]
+
+    def get_document(self, doc_id: str) -> DocumentRecord | None:
+        if not _HEX.match(doc_id):
+            return None
+        rows = (
+            self.documents_table()
+            .search()
+            .where(f"doc_id = {_sql_str(doc_id)}")
+            .limit(1)
+            .to_arrow()
+            .to_pylist()
+        )
+        return DocumentRecord.from_row(rows[0]) if rows else None
+
+    def document_chunks(self, doc_id: str) -> list[dict[str, Any]]:
+        table = self.chunks_table()
+        if table is None or not _HEX.match(doc_id):
+            return []
+        rows: list[dict[str, Any]] = (
+            table.search()
+            .where(f"doc_id = {_sql_str(doc_id)}")
+            .select([c for c in _HIT_COLUMNS if c != "vector"])
+            .limit(None)
+            .to_arrow()
+            .to_pylist()
+        )
+        rows.sort(key=lambda r: r["ordinal"])
+        return rows
+
+    def count_chunks(self, where: str | None = None) -> int:
+        table = self.chunks_table()
+        return 0 if table is None else int(table.count_rows(where))
+
+    def count_documents(self, where: str | None = None) -> int:
+        return int(self.documents_table().count_rows(where))
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def version(self) -> dict[str, int]:
+        out = {"documents": int(self.documents_table().version)}
+        table = self.chunks_table()
+        if table is not None:
+            out["chunks"] = int(table.version)
+        return out
+
+    # ---------------------------------------------------------------- search
+    def vector_search(
+        self, vector: npt.NDArray[np.float32], limit: int, filters: SearchFilters | None = None
+    ) -> list[dict[str, Any]]:
+        table = self.chunks_table()
+        if table is None:
+            return []
+        q = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+        q = q.distance_type("cosine")
+        where = build_filter(filters)
+        if where:
+            q = q.where(where, prefilter=True)
+        rows: list[dict[str, Any]] = (
+            q.select([*_HIT_COLUMNS, "_distance"]).limit(limit).to_arrow().to_pylist()
+        )
+        return rows
+
+    def text_search(
+        self, text: str, limit: int, filters: SearchFilters | None = None
+    ) -> list[dict[str, Any]]:
+        table = self.chunks_table()
+        query = _fts_query(text)
+        if table is None or not query:
+            return []
+        try:
+            q = table.search(query, query_type="fts", fts_columns="text")
+        except Exception:
+            return []  # no full-text index yet: vector search alone answers
+        where = build_filter(filters)
+        if where:
+            q = q.where(where, prefilter=True)
+        try:
+            rows: list[dict[str, Any]] = (
+                q.select([*_HIT_COLUMNS, "_score"]).limit(limit).to_arrow().to_pylist()
+            )
+        except Exception:
+            return []
+        return rows
+
+    def hybrid_search(
+        self,
+        text: str,
+        vector: npt.NDArray[np.float32],
+        *,
+        top_k: int,
+        candidates: int = 30,
+        rrf_k: int = 60,
+        filters: SearchFilters | None = None,
+        dedup_threshold: float = 0.97,
+    ) -> list[SearchHit]:
+        """Vector and full-text search fused by reciprocal rank, near-duplicates collapsed."""
+        n = max(candidates, top_k)
+        dense = self.vector_search(vector, n, filters)
+        sparse = self.text_search(text, n, filters)
+        return fuse(dense, sparse, top_k=top_k, rrf_k=rrf_k, dedup_threshold=dedup_threshold)
+
+
+def _fts_query(text: str) -> str:
+    """Plain words only: the full-text engine never sees operators from a user's question."""
+    words = re.findall(r"\w+", text, flags=re.UNICODE)
+    return " ".join(words[:64])
+
+
+def fuse(
+    dense: Sequence[dict[str, Any]],
+    sparse: Sequence[dict[str, Any]],
+    *,
+    top_k: int,
+    rrf_k: int = 60,
+    dedup_threshold: float = 0.97,
+) -> list[SearchHit]:
+    """Reciprocal-rank fusion of two ranked lists, then near-duplicate collapse."""
+    scores: dict[str, float] = {}
+    rows: dict[str, dict[str, Any]] = {}
+    ranks: dict[str, dict[str, int]] = {}
+    for name, ranked in (("vector", dense), ("text", sparse)):
+        for rank, row in enumerate(ranked, start=1):
+            cid = row["chunk_id"]
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (rrf_k + rank)
+            rows.setdefault(cid, row)
+            ranks.setdefault(cid, {})[name] = rank
+    order = sorted(scores, key=lambda c: (-scores[c], c))
+    kept: list[SearchHit] = []
+    kept_vecs: list[npt.NDArray[np.float32]] = []
+    for cid in order:
+        row = rows[cid]
+        vec = row.get("vector")
+        if vec is not None and dedup_threshold < 1.0:
+            v = np.asarray(vec, dtype=np.float32)
+            if any(float(np.dot(v, k)) >= dedup_threshold for k in kept_vecs):
+                continue
+            kept_vecs.append(v)
+        kept.append(_hit(row, scores[cid], ranks[cid]))
+        if len(kept) >= top_k:
+            break
+    return kept
+
+
+def _hit(row: dict[str, Any], score: float, ranks: dict[str, int]) -> SearchHit:
+    return SearchHit(
+        chunk_id=row["chunk_id"],
+        doc_id=row["doc_id"],
+        source=row.get("source") or "",
+        title=row.get("title") or "",
+        page=row.get("page"),
+        heading_path=list(row.get("heading_path") or []),
+        text=row.get("text") or "",
+        score=round(score, 6),
+        ordinal=int(row.get("ordinal") or 0),
+        char_start=int(row.get("char_start") or 0),
+        char_end=int(row.get("char_end") or 0),
+        tokens=int(row.get("tokens") or 0),
+        flags=list(row.get("flags") or []),
+        vector_rank=ranks.get("vector"),
+        text_rank=ranks.get("text"),
+    )
+
+
+def iter_batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+__all__ = ["STATUS_OK", "Store", "build_filter", "fuse"]

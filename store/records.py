@@ -1,0 +1,166 @@
+"""Plain records that cross the store boundary (no LanceDB types leak out)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+# Status values of a document row.
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_EMPTY = "empty"
+
+
+def normalise_path(path: str | Path) -> str:
+    """Absolute, symlink-free, '/'-separated path: the key a document is known by."""
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path)))).as_posix()
+
+
+def doc_id_for_path(path: str | Path) -> str:
+    """Stable document id: the same file path always maps to the same id."""
+    return hashlib.sha256(normalise_path(path).encode("utf-8")).hexdigest()[:24]
+
+
+_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def valid_group(name: str) -> bool:
+    """Group names are short identifiers; anything else could smuggle a filter expression."""
+    return bool(_GROUP_RE.match(name))
+
+
+@dataclass
+class DocumentRecord:
+    doc_id: str
+    path: str
+    title: str = ""
+    sha256: str = ""
+    size: int = 0
+    mtime: float = 0.0
+    parser: str = ""
+    status: str = STATUS_OK
+    error: str = ""
+    chunk_count: int = 0
+    ingested_at: str = ""
+    embedder: str = ""
+    groups: list[str] = field(default_factory=list)
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "path": self.path,
+            "title": self.title,
+            "sha256": self.sha256,
+            "size": int(self.size),
+            "mtime": float(self.mtime),
+            "parser": self.parser,
+            "status": self.status,
+            "error": self.error,
+            "chunk_count": int(self.chunk_count),
+            "ingested_at": self.ingested_at,
+            "embedder": self.embedder,
+            "groups": list(self.groups),
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DocumentRecord:
+        return cls(
+            doc_id=row["doc_id"],
+            path=row["path"],
+            title=row.get("title") or "",
+            sha256=row.get("sha256") or "",
+            size=int(row.get("size") or 0),
+            mtime=float(row.get("mtime") or 0.0),
+            parser=row.get("parser") or "",
+            status=row.get("status") or STATUS_OK,
+            error=row.get("error") or "",
+            chunk_count=int(row.get("chunk_count") or 0),
+            ingested_at=row.get("ingested_at") or "",
+            embedder=row.get("embedder") or "",
+            groups=list(row.get("groups") or []),
+        )
+
+
+@dataclass
+class ChunkRecord:
+    chunk_id: str
+    doc_id: str
+    ordinal: int
+    text: str
+    vector: npt.NDArray[np.float32]
+    source: str
+    title: str = ""
+    page: int | None = None
+    heading_path: list[str] = field(default_factory=list)
+    char_start: int = 0
+    char_end: int = 0
+    tokens: int = 0
+    groups: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id,
+            "doc_id": self.doc_id,
+            "ordinal": int(self.ordinal),
+            "text": self.text,
+            "vector": self.vector,
+            "source": self.source,
+            "title": self.title,
+            "page": self.page,
+            "heading_path": list(self.heading_path),
+            "char_start": int(self.char_start),
+            "char_end": int(self.char_end),
+            "tokens": int(self.tokens),
+            "groups": list(self.groups),
+            "flags": list(self.flags),
+        }
+
+
+@dataclass
+class SearchFilters:
+    """Per-request restrictions, applied before ranking (a prefilter)."""
+
+    path_prefix: str | None = None
+    doc_ids: list[str] | None = None
+    #: the caller's groups; None means unrestricted (admin or auth disabled)
+    groups: list[str] | None = None
+
+
+@dataclass
+class SearchHit:
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    page: int | None
+    heading_path: list[str]
+    text: str
+    score: float
+    ordinal: int = 0
+    char_start: int = 0
+    char_end: int = 0
+    tokens: int = 0
+    flags: list[str] = field(default_factory=list)
+    vector_rank: int | None = None
+    text_rank: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id,
+            "doc_id": self.doc_id,
+            "source": self.source,
+            "title": self.title,
+            "page": self.page,
+            "heading_path": self.heading_path,
+            "score": self.score,
+            "text": self.text,
+            "flags": self.flags,
+        }

@@ -1,0 +1,45 @@
+"""Shared fixtures. Real components by default: the bundled embedder (loaded once per session),
+real LanceDB in a temporary folder. No test reads ../shared or the user's home.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from enclave.offline import enforce_offline
+
+enforce_offline()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's ENCLAVE_* variables, enclave.toml or home directory."""
+    for key in list(os.environ):
+        if key.startswith("ENCLAVE_"):
+            monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    yield
+
+
+@pytest.fixture(scope="session")
+def bundled_embedder() -> Any:
+    """The real bundled all-MiniLM-L6-v2, loaded once for the whole run."""
+    from enclave.settings import EmbedderSettings
+    from models.embedder import load_embedder
+
+    return load_embedder(EmbedderSettings())
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "enclave-data"
+    d.mkdir()
+    return d
