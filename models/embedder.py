@@ -60,7 +60,13 @@ class SentenceTransformerEmbedder(Embedder):
     """Any sentence-transformers model folder, loaded offline."""
 
     def __init__(
-        self, path: str, *, device: str = "cpu", batch_size: int = 32, threads: int = 0
+        self,
+        path: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        threads: int = 0,
+        display_name: str | None = None,
     ) -> None:
         from enclave.offline import enforce_offline
 
@@ -72,7 +78,10 @@ class SentenceTransformerEmbedder(Embedder):
             torch.set_num_threads(threads)
         self._model = SentenceTransformer(path, device=device, local_files_only=True)
         self._tokenizer = self._model.tokenizer
-        dim = self._model.get_sentence_embedding_dimension()
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
+            self._model, "get_sentence_embedding_dimension"
+        )
+        dim = get_dim()
         if dim is None:
             raise ValueError(f"cannot tell the embedding dimension of {path}")
         self.dimension = int(dim)
@@ -80,7 +89,7 @@ class SentenceTransformerEmbedder(Embedder):
         specials = len(self._tokenizer("", add_special_tokens=True)["input_ids"])
         self.max_tokens = seq - specials
         self.batch_size = batch_size
-        self.name = _model_identity(path)
+        self.name = _model_identity(path, display_name)
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         enc = self._tokenizer(
@@ -106,7 +115,7 @@ class SentenceTransformerEmbedder(Embedder):
         return np.asarray(vecs, dtype=np.float32)
 
 
-def _model_identity(path: str) -> str:
+def _model_identity(path: str, display_name: str | None = None) -> str:
     """A name for the model that survives reinstalls: folder name plus a hash of its config
     and weights' sizes (cheap, yet it changes when the weights change)."""
     from pathlib import Path
@@ -119,7 +128,7 @@ def _model_identity(path: str) -> str:
             h.update(str(f.stat().st_size).encode())
             if f.suffix == ".json":
                 h.update(f.read_bytes())
-    base = root.name if root.name != "model" else root.parent.name
+    base = display_name or root.name
     return f"{base}@{h.hexdigest()[:12]}"
 
 
@@ -156,9 +165,13 @@ def load_embedder(settings: EmbedderSettings) -> Embedder:
     """The embedder the settings name: 'bundled', 'hash' (tests) or a model folder."""
     if settings.model == "hash":
         return HashEmbedder(batch_size=settings.batch_size)
-    from models.bundled import resolve_embedder
+    from models.bundled import BUNDLED_EMBEDDER_NAME, resolve_embedder
 
     path = resolve_embedder(settings.model)
     return SentenceTransformerEmbedder(
-        str(path), device=settings.device, batch_size=settings.batch_size, threads=settings.threads
+        str(path),
+        device=settings.device,
+        batch_size=settings.batch_size,
+        threads=settings.threads,
+        display_name=BUNDLED_EMBEDDER_NAME if settings.model == "bundled" else None,
     )

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -198,8 +199,14 @@ class Store:
 
     # ---------------------------------------------------------------- tables
     def _table_names(self) -> list[str]:
-        res = self._db.table_names()
-        return list(res)
+        names: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._db.list_tables(page_token=token)
+            names.extend(page.tables)
+            token = page.page_token
+            if not token:
+                return names
 
     def documents_table(self) -> Any:
         with self._lock:
@@ -323,7 +330,9 @@ class Store:
     def _ensure_fts(self, table: Any) -> None:
         names = {getattr(i, "name", "") for i in table.list_indices()}
         if "text_idx" not in names:
-            table.create_fts_index("text", use_tantivy=False, replace=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                table.create_fts_index("text", use_tantivy=False, replace=True)
 
     # ----------------------------------------------------------------- reads
     def documents_state(self) -> dict[str, DocumentRecord]:
