@@ -26,11 +26,15 @@ app = typer.Typer(
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="enclave.toml to read (default: $ENCLAVE_CONFIG or ./enclave.toml)"),
+    typer.Option(
+        "--config", "-c", help="enclave.toml to read (default: $ENCLAVE_CONFIG or ./enclave.toml)"
+    ),
 ]
 DataDirOpt = Annotated[
     Path | None,
-    typer.Option("--data-dir", "-d", help="data directory (default: $ENCLAVE_DATA_DIR or ./enclave-data)"),
+    typer.Option(
+        "--data-dir", "-d", help="data directory (default: $ENCLAVE_DATA_DIR or ./enclave-data)"
+    ),
 ]
 
 
@@ -50,6 +54,7 @@ def fail(exc: EnclaveError) -> typer.Exit:
 
 
 def _register() -> None:
+    from enclave.security.cli import register as register_security
     from eval.cli import register as register_eval
     from ingest.cli import register as register_ingest
     from models.cli import register as register_models
@@ -59,6 +64,7 @@ def _register() -> None:
     register_server(app)
     register_models(app)
     register_eval(app)
+    register_security(app)
 
 
 def main(argv: list[str] | None = None) -> None:

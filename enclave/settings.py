@@ -62,6 +62,12 @@ class IngestSettings(_Section):
         default_factory=lambda: ["**/.git/**", "**/~$*", "**/.DS_Store", "**/Thumbs.db"]
     )
     rehash: bool = Field(default=False, description="hash every file even if size+mtime match")
+    write_batch_chunks: int = Field(
+        default=2000, ge=1, description="write to the index once this many chunks are embedded"
+    )
+    write_batch_docs: int = Field(
+        default=256, ge=1, description="... or once this many documents are ready"
+    )
 
 
 class RetrievalSettings(_Section):
@@ -72,18 +78,28 @@ class RetrievalSettings(_Section):
     min_score: float = Field(
         default=0.0, ge=0.0, description="fused-score floor below which nothing is relevant"
     )
+    min_similarity: float = Field(
+        default=0.3,
+        ge=-1.0,
+        le=1.0,
+        description="relevance check: a question is answered only when some retrieved chunk "
+        "has vector cosine similarity >= this or matches it in full-text search; otherwise "
+        "the server says the documents don't cover it without calling the model",
+    )
 
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    queue_size: int = Field(default=8, ge=0, description="waiting generations beyond the one running")
+    queue_size: int = Field(
+        default=8, ge=0, description="waiting generations beyond the one running"
+    )
     request_timeout_s: float = Field(default=120.0, gt=0)
     answer_reserve_tokens: int = Field(default=384, ge=16)
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
 
 
-class SecuritySettings(BaseModel):
+class SecuritySettings(_Section):
     """Access control, audit and cost controls (see enclave/security/)."""
 
     auth: bool = Field(default=True, description="require an API key on every non-public route")

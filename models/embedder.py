@@ -50,7 +50,8 @@ class Embedder(ABC):
         return np.vstack(parts).astype(np.float32, copy=False)
 
     def embed_query(self, text: str) -> Vectors:
-        return self.embed([text])[0]
+        vec: Vectors = self.embed([text])[0]
+        return vec
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dimension": self.dimension, "max_tokens": self.max_tokens}
@@ -78,8 +79,9 @@ class SentenceTransformerEmbedder(Embedder):
             torch.set_num_threads(threads)
         self._model = SentenceTransformer(path, device=device, local_files_only=True)
         self._tokenizer = self._model.tokenizer
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension"
+        get_dim = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
         )
         dim = get_dim()
         if dim is None:

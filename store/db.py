@@ -288,6 +288,21 @@ class Store:
                 docs.delete("doc_id IN (" + ", ".join(_sql_str(d) for d in part) + ")")
             return deleted
 
+    def upsert_document_rows(self, documents: Sequence[DocumentRecord]) -> None:
+        """Write document rows only, leaving their chunks alone (e.g. a new mtime for a file
+        whose content hash did not change)."""
+        if not documents:
+            return
+        with self._lock:
+            data = pa.Table.from_pylist([d.to_row() for d in documents], schema=documents_schema())
+            (
+                self.documents_table()
+                .merge_insert("doc_id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(data)
+            )
+
     def set_groups(self, doc_ids: Sequence[str], groups: list[str]) -> None:
         """Change who may read documents without re-embedding them."""
         bad = [g for g in groups if not valid_group(g)]
@@ -313,7 +328,12 @@ class Store:
                 return 0
             known = set(self.documents_table().to_arrow().column("doc_id").to_pylist())
             present = set(
-                table.search().select(["doc_id"]).limit(None).to_arrow().column("doc_id").to_pylist()
+                table.search()
+                .select(["doc_id"])
+                .limit(None)
+                .to_arrow()
+                .column("doc_id")
+                .to_pylist()
             )
             orphans = sorted(present - known)
             return self._delete_chunks(orphans)

@@ -8,7 +8,9 @@ from enclave.errors import ConfigError
 from enclave.settings import load_settings
 
 
-def test_precedence_flags_env_toml_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precedence_flags_env_toml_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = tmp_path / "enclave.toml"
     cfg.write_text('data_dir = "from-toml"\n[ingest]\nchunk_tokens = 111\nchunk_overlap = 7\n')
     s = load_settings(cfg)

@@ -15,7 +15,9 @@ from store.db import build_filter, fuse
 EMB = HashEmbedder(dimension=32)
 
 
-def _doc(name: str, texts: list[str], groups: list[str] | None = None) -> tuple[DocumentRecord, list[ChunkRecord]]:
+def _doc(
+    name: str, texts: list[str], groups: list[str] | None = None
+) -> tuple[DocumentRecord, list[ChunkRecord]]:
     path = f"/corp/{name}"
     doc_id = doc_id_for_path(path)
     vecs = EMB.embed(texts)
@@ -34,7 +36,9 @@ def _doc(name: str, texts: list[str], groups: list[str] | None = None) -> tuple[
         )
         for i, t in enumerate(texts)
     ]
-    doc = DocumentRecord(doc_id=doc_id, path=path, title=name, chunk_count=len(chunks), groups=groups or [])
+    doc = DocumentRecord(
+        doc_id=doc_id, path=path, title=name, chunk_count=len(chunks), groups=groups or []
+    )
     return doc, chunks
 
 
@@ -72,7 +76,7 @@ def test_delete_and_orphans(store: Store) -> None:
     assert store.get_document(a.doc_id) is None
     assert store.count_chunks() == 1
     # a chunk whose document row never got written (a killed run) is an orphan
-    c, cc = _doc("c.txt", ["cherries"])
+    _, cc = _doc("c.txt", ["cherries"])
     table = store.chunks_table(create=True)
     import pyarrow as pa
 
@@ -90,16 +94,24 @@ def test_embedder_mismatch_refused(store: Store) -> None:
 
 
 def test_hybrid_search_finds_by_words_and_filters(store: Store) -> None:
-    a, ca = _doc("hr/policy.txt", ["vacation policy allows 25 days", "parental leave rules"], ["hr"])
-    b, cb = _doc("fin/budget.txt", ["the budget for 2027 is approved", "vacation budget"], ["finance"])
+    a, ca = _doc(
+        "hr/policy.txt", ["vacation policy allows 25 days", "parental leave rules"], ["hr"]
+    )
+    b, cb = _doc(
+        "fin/budget.txt", ["the budget for 2027 is approved", "vacation budget"], ["finance"]
+    )
     store.replace_documents([a, b], ca + cb)
     store.optimize()
     q = "vacation days"
     hits = store.hybrid_search(q, EMB.embed_query(q), top_k=4)
     assert hits[0].text == "vacation policy allows 25 days"
-    only_fin = store.hybrid_search(q, EMB.embed_query(q), top_k=4, filters=SearchFilters(groups=["finance"]))
+    only_fin = store.hybrid_search(
+        q, EMB.embed_query(q), top_k=4, filters=SearchFilters(groups=["finance"])
+    )
     assert {h.doc_id for h in only_fin} == {b.doc_id}
-    prefix = store.hybrid_search(q, EMB.embed_query(q), top_k=4, filters=SearchFilters(path_prefix="/corp/hr/"))
+    prefix = store.hybrid_search(
+        q, EMB.embed_query(q), top_k=4, filters=SearchFilters(path_prefix="/corp/hr/")
+    )
     assert {h.source for h in prefix} == {"/corp/hr/policy.txt"}
     none = store.hybrid_search(q, EMB.embed_query(q), top_k=4, filters=SearchFilters(groups=[]))
     assert none == []
@@ -117,8 +129,14 @@ def test_filters_cannot_be_injected() -> None:
 def test_fuse_rrf_and_dedup() -> None:
     v = np.ones(4, dtype=np.float32) / 2
     w = np.array([1, 0, 0, 0], dtype=np.float32)
-    dense = [{"chunk_id": "a", "doc_id": "d", "vector": v}, {"chunk_id": "b", "doc_id": "d", "vector": v}]
-    sparse = [{"chunk_id": "c", "doc_id": "d", "vector": w}, {"chunk_id": "a", "doc_id": "d", "vector": v}]
+    dense = [
+        {"chunk_id": "a", "doc_id": "d", "vector": v},
+        {"chunk_id": "b", "doc_id": "d", "vector": v},
+    ]
+    sparse = [
+        {"chunk_id": "c", "doc_id": "d", "vector": w},
+        {"chunk_id": "a", "doc_id": "d", "vector": v},
+    ]
     hits = fuse(dense, sparse, top_k=3)
     # a is in both lists and ranks first; b duplicates a's vector and is collapsed
     assert [h.chunk_id for h in hits] == ["a", "c"]
@@ -131,8 +149,20 @@ def test_set_groups_without_reembedding(store: Store) -> None:
     before = store.document_chunks(a.doc_id)
     store.set_groups([a.doc_id], ["hr"])
     q = "quarterly numbers"
-    assert store.hybrid_search(q, EMB.embed_query(q), top_k=2, filters=SearchFilters(groups=["finance"])) == []
-    assert len(store.hybrid_search(q, EMB.embed_query(q), top_k=2, filters=SearchFilters(groups=["hr"]))) == 1
+    assert (
+        store.hybrid_search(
+            q, EMB.embed_query(q), top_k=2, filters=SearchFilters(groups=["finance"])
+        )
+        == []
+    )
+    assert (
+        len(
+            store.hybrid_search(
+                q, EMB.embed_query(q), top_k=2, filters=SearchFilters(groups=["hr"])
+            )
+        )
+        == 1
+    )
     assert store.document_chunks(a.doc_id)[0]["text"] == before[0]["text"]
     doc = store.get_document(a.doc_id)
     assert doc is not None and doc.groups == ["hr"]

@@ -1,0 +1,336 @@
+"""Answer metrics: correctness against reference answers and faithfulness to cited passages.
+
+* Exact match and token F1 use SQuAD's normalisation (lower case, punctuation and the articles
+  a/an/the removed, whitespace collapsed), the maximum over the reference answers.
+* Faithfulness is a cheap, model-free proxy: an answer sentence is *supported* when one of the
+  passages it cites contains most of its content words (overlap recall >= ``OVERLAP_MIN``) or a
+  sentence whose embedding is close to it (cosine >= ``COSINE_MIN``). It cannot see negation,
+  numbers swapped between entities, or claims that paraphrase far from the source.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+#: a sentence is supported when this share of its content words is in a cited passage ...
+OVERLAP_MIN = 0.6
+#: ... or when its embedding is this close to one of the cited passage's sentences
+COSINE_MIN = 0.6
+#: sentences with fewer content words are not claims ("Yes.", "[1]") and are not scored
+MIN_CLAIM_WORDS = 2
+
+# [1], [1, 2], [1; 2], [Source 1]: the forms the server accepts
+_MARKER = re.compile(
+    r"\[\s*(?:sources?\s*)?(\d{1,6}(?:\s*[,;]\s*(?:sources?\s*)?\d{1,6})*)\s*\]", re.IGNORECASE
+)
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = set(string.punctuation)
+_WORD = re.compile(r"\w+", re.UNICODE)
+# a sentence ends at . ! ? (with any closing quotes/brackets and citation markers after it)
+_SENTENCE_END = re.compile(r"(?<=[.!?])((?:[\"')\]]*)(?:\s*\[[\d,; ]{1,40}\])*)\s+|\n+")
+
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "also",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "one",
+        "upon",
+    ]
+)
+
+Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def strip_markers(text: str) -> str:
+    """The answer without its ``[n]`` citation markers."""
+    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", text)).strip()
+
+
+def exact_match(prediction: str, references: Sequence[str]) -> float:
+    pred = normalize_answer(strip_markers(prediction))
+    return max((float(pred == normalize_answer(r)) for r in references), default=0.0)
+
+
+def _f1(pred_tokens: list[str], ref_tokens: list[str]) -> float:
+    if not pred_tokens or not ref_tokens:
+        return float(pred_tokens == ref_tokens)
+    common = Counter(pred_tokens) & Counter(ref_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred_tokens)
+    recall = same / len(ref_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def token_f1(prediction: str, references: Sequence[str]) -> float:
+    pred = normalize_answer(strip_markers(prediction)).split()
+    return max((_f1(pred, normalize_answer(r).split()) for r in references), default=0.0)
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences, each keeping the citation markers that follow its final punctuation."""
+    out: list[str] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        end = m.end(1) if m.group(1) is not None else m.start()
+        piece = text[start:end].strip()
+        if piece:
+            out.append(piece)
+        start = m.end()
+    tail = text[start:].strip()
+    if tail:
+        out.append(tail)
+    return out
+
+
+def markers(text: str) -> list[int]:
+    """Every source number cited in ``text``, in order (repeats kept)."""
+    return [int(n) for group in _MARKER.findall(text) for n in re.findall(r"\d+", group)]
+
+
+@dataclass
+class SentenceSupport:
+    sentence: str
+    cited: list[int]
+    supported: bool
+    overlap: float
+    cosine: float
+
+
+def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    if a.size == 0 or b.size == 0:
+        return np.zeros((a.shape[0], b.shape[0] if b.ndim == 2 else 0), dtype=np.float32)
+    return np.asarray(a @ b.T, dtype=np.float32)
+
+
+def faithfulness(
+    answer: str,
+    sources: Mapping[int, str],
+    embed: Embed,
+    *,
+    cite_all: bool = False,
+    overlap_min: float = OVERLAP_MIN,
+    cosine_min: float = COSINE_MIN,
+) -> list[SentenceSupport]:
+    """Check every claim sentence of ``answer`` against the passages it cites.
+
+    ``sources`` maps a marker number to its passage text. A sentence without a marker is
+    covered by the markers of the next sentence that has some (a marker closing a paragraph
+    covers it), else by the previous one's; a sentence that cites nothing valid is unsupported.
+    With ``cite_all`` every sentence may be supported by any source (groundedness).
+    """
+    claims = [
+        (s, markers(s))
+        for s in split_sentences(answer)
+        if len(content_words(strip_markers(s))) >= MIN_CLAIM_WORDS
+    ]
+    if not claims:
+        return []
+    cited: list[list[int]] = [sorted(sources) if cite_all else m for _, m in claims]
+    for i in range(len(cited)):
+        if not cited[i]:
+            nxt = next((c for c in cited[i + 1 :] if c), None)
+            prev = next((c for c in reversed(cited[:i]) if c), None)
+            cited[i] = list(nxt or prev or [])
+    claim_texts = [strip_markers(s) for s, _ in claims]
+    flat: list[tuple[int, str]] = [
+        (n, s) for n, text in sources.items() for s in (split_sentences(text) or [text])
+    ]
+    vectors = embed(claim_texts + [s for _, s in flat])
+    sims = _cosines(vectors[: len(claim_texts)], vectors[len(claim_texts) :])
+    owner = np.asarray([n for n, _ in flat], dtype=np.int64)
+    source_words = {n: content_words(text) for n, text in sources.items()}
+
+    out: list[SentenceSupport] = []
+    for i, (sentence, _) in enumerate(claims):
+        words = content_words(claim_texts[i])
+        valid = [n for n in cited[i] if n in sources]
+        best_overlap = 0.0
+        best_cos = 0.0
+        for n in valid:
+            if words:
+                best_overlap = max(best_overlap, len(words & source_words[n]) / len(words))
+            mask = owner == n
+            if mask.any():
+                best_cos = max(best_cos, float(sims[i][mask].max()))
+        supported = bool(valid) and (best_overlap >= overlap_min or best_cos >= cosine_min)
+        out.append(
+            SentenceSupport(
+                sentence=sentence,
+                cited=cited[i],
+                supported=supported,
+                overlap=round(best_overlap, 4),
+                cosine=round(best_cos, 4),
+            )
+        )
+    return out
+
+
+def groundedness(answer: str, passages: Sequence[str], embed: Embed) -> list[SentenceSupport]:
+    """Like :func:`faithfulness`, but every sentence may be supported by any passage."""
+    return faithfulness(answer, {i + 1: p for i, p in enumerate(passages)}, embed, cite_all=True)
+
+
+def supported_share(support: Sequence[SentenceSupport]) -> float | None:
+    if not support:
+        return None
+    return sum(1 for s in support if s.supported) / len(support)
+
+
+def answer_similarity(answer: str, references: Sequence[str], embed: Embed) -> float | None:
+    """Max cosine between the answer (markers stripped) and any reference answer."""
+    refs = [r for r in references if r.strip()]
+    text = strip_markers(answer)
+    if not refs or not text:
+        return None
+    vecs = embed([text, *refs])
+    return float(np.max(vecs[1:] @ vecs[0]))

@@ -1,0 +1,505 @@
+"""One evaluation run, start to finish: dataset -> index -> retrieval -> answers -> report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from enclave.errors import UsageError
+from eval.dataset import Dataset, load_dataset
+from eval.gate import (
+    Delta,
+    Gate,
+    GateResult,
+    check_gate,
+    compare,
+    flatten_metrics,
+    load_gate,
+    load_report,
+)
+from eval.metrics import RetrievalScores, score_retrieval
+from eval.report import write_reports
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from enclave.settings import Settings
+    from models.embedder import Embedder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalOptions:
+    dataset_dir: Path
+    out_dir: Path | None = None
+    answers: int = 100
+    no_answers: bool = False
+    seed: int = 0
+    top_k: int = 10
+    limit_queries: int | None = None
+    url: str | None = None
+    api_key: str | None = None
+    #: evaluate in-process as this API key (name or id): only the documents it may read
+    as_key: str | None = None
+    baseline: Path | None = None
+    gate: Path | None = None
+    progress: bool = True
+    threads: int = 2
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalOutcome:
+    report: dict[str, Any]
+    paths: dict[str, Path]
+    gate: GateResult | None
+    deltas: list[Delta]
+
+
+def enclave_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("enclave-rag")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# ------------------------------------------------------------------ model file hashes
+class HashCache:
+    """sha256 of files, cached by path + size + mtime in ``<data_dir>/eval/file-hashes.json``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._data: dict[str, str] = json.loads(path.read_text("utf-8"))
+        except (OSError, json.JSONDecodeError):
+            self._data = {}
+        self._dirty = False
+
+    def sha256(self, f: Path) -> str:
+        st = f.stat()
+        key = f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        if key not in self._data:
+            h = hashlib.sha256()
+            with f.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    h.update(block)
+            self._data[key] = h.hexdigest()
+            self._dirty = True
+        return self._data[key]
+
+    def save(self) -> None:
+        if self._dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._data, indent=1), "utf-8")
+            os.replace(tmp, self.path)
+
+
+def _model_files(path: Path, cache: HashCache) -> list[dict[str, Any]]:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    root = path.parent if path.is_file() else path
+    return [
+        {"path": str(f.relative_to(root)), "size": f.stat().st_size, "sha256": cache.sha256(f)}
+        for f in files
+    ]
+
+
+def describe_models(
+    settings: Settings, embedder: Embedder | None, generator: Any, cache: HashCache
+) -> dict[str, Any]:
+    from models.bundled import resolve_embedder, resolve_generator
+
+    out: dict[str, Any] = {}
+    if embedder is not None:
+        entry: dict[str, Any] = {"name": embedder.name, "setting": settings.embedder.model}
+        if settings.embedder.model != "hash":
+            try:
+                path = resolve_embedder(settings.embedder.model)
+                entry["path"] = str(path)
+                entry["files"] = _model_files(path, cache)
+            except Exception as exc:  # a missing model folder only costs the file list
+                entry["error"] = str(exc)
+        out["embedder"] = entry
+    if generator is not None:
+        gentry: dict[str, Any] = {
+            "name": getattr(generator, "name", type(generator).__name__),
+            "setting": settings.generator.model,
+            "context_size": getattr(generator, "context_size", None),
+        }
+        if settings.generator.model != "fake":
+            try:
+                gpath = resolve_generator(settings.generator.model)
+                gentry["path"] = str(gpath)
+                gentry["files"] = _model_files(gpath, cache)
+            except Exception as exc:
+                gentry["error"] = str(exc)
+        out["generator"] = gentry
+    return out
+
+
+# --------------------------------------------------------------------------- progress
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(file=sys.stderr)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        yield bar
+
+
+def _advance(bar: Progress | None, description: str, total: int) -> Callable[[int], None]:
+    """A callback moving one task of the bar. Where stderr is no terminal (CI logs), the bar
+    cannot redraw: a line is printed at every tenth of the way instead."""
+    if bar is None:
+        return lambda _n: None
+    task = bar.add_task(description, total=total)
+    if bar.console.is_terminal:
+        return lambda n: bar.advance(task, n)
+    done = 0
+    step = max(1, total // 10)
+
+    def advance(n: int) -> None:
+        nonlocal done
+        before = done
+        done += n
+        bar.advance(task, n)
+        if done // step > before // step or done == total:
+            bar.console.print(f"{description}: {done}/{total}", highlight=False)
+
+    return advance
+
+
+# ------------------------------------------------------------------------------- run
+def worst_misses(
+    scores: RetrievalScores, dataset: Dataset, run: dict[str, list[str]], limit: int = 15
+) -> list[dict[str, Any]]:
+    """Queries whose first relevant document ranks worst (missing entirely first)."""
+    depth = scores.depth
+    order = sorted(
+        range(len(scores.query_ids)),
+        key=lambda i: (
+            int(scores.first_hit[i]) if scores.first_hit[i] > 0 else depth + 1,
+            -float(scores.ndcg[i, -1]),
+        ),
+        reverse=True,
+    )
+    by_id = dataset.query_by_id()
+    out: list[dict[str, Any]] = []
+    for i in order:
+        if scores.first_hit[i] == 1 and scores.recall[i, -1] >= 1.0:
+            break
+        qid = scores.query_ids[i]
+        out.append(
+            {
+                "id": qid,
+                "query": by_id[qid].text,
+                "expected": sorted(dataset.qrels.get(qid, {})),
+                "got": run.get(qid, [])[:5],
+                "rank": int(scores.first_hit[i]) or None,
+                "ndcg@10": round(float(scores.ndcg[i, min(10, depth) - 1]), 4),
+            }
+        )
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _check_gate_inputs(gate: Gate | None, options: EvalOptions) -> None:
+    if gate is None:
+        return
+    if gate.max_regression and options.baseline is None:
+        raise UsageError(f"{gate.path} has [max_regression] thresholds: pass --baseline REPORT")
+    needs_answers = sorted(n for n in gate.names() if n.startswith("answers."))
+    if needs_answers and (options.no_answers or options.answers <= 0):
+        raise UsageError(
+            f"{gate.path} checks {needs_answers[0]}, but answers are not evaluated "
+            "(--no-answers or --answers 0)"
+        )
+
+
+def run_eval(
+    settings: Settings,
+    options: EvalOptions,
+    *,
+    embedder: Embedder | None = None,
+    generator: Any = None,
+) -> EvalOutcome:
+    """Everything ``enclave eval`` does except printing. Usage problems raise UsageError."""
+    if options.top_k < 1 or options.top_k > 100:
+        raise UsageError("--top-k must be between 1 and 100")
+    if options.answers < 0:
+        raise UsageError("--answers must be >= 0")
+    if options.limit_queries is not None and options.limit_queries < 1:
+        raise UsageError("--limit-queries must be >= 1")
+    gate = load_gate(options.gate) if options.gate else None
+    baseline = load_report(options.baseline) if options.baseline else None
+    _check_gate_inputs(gate, options)
+    dataset = load_dataset(options.dataset_dir)
+    warnings = list(dataset.warnings)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out_dir = options.out_dir or (
+        Path(settings.data_dir) / "eval-runs" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    )
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    queries = dataset.queries
+    if options.limit_queries is not None:
+        queries = queries[: options.limit_queries]
+    scored = [q for q in queries if q.id in dataset.qrels]
+    want_answers = not options.no_answers and options.answers > 0
+
+    from eval.answers import score_answers
+    from eval.index import DocMapper, EvalIndex, build_index
+    from eval.runner import (
+        AnswerSample,
+        HttpClient,
+        answer_http,
+        answer_local,
+        chunk_depth,
+        retrieve_http,
+        retrieve_local,
+        sample_queries,
+    )
+
+    client: HttpClient | None = None
+    index_info: dict[str, Any] = {}
+    try:
+        if (options.url is None or want_answers) and embedder is None:
+            from models.embedder import load_embedder
+
+            t0 = time.perf_counter()
+            embedder = load_embedder(settings.embedder)
+            timings["load_embedder_s"] = time.perf_counter() - t0
+
+        filters = None
+        if options.as_key is not None:
+            if options.url is not None:
+                raise UsageError(
+                    "--as-key evaluates in-process; with --url the server applies the groups "
+                    "and limits of --api-key"
+                )
+            from enclave.security.access import search_filters_for
+            from enclave.security.keys import KeyStore
+
+            principal = KeyStore(settings.data_dir).find(options.as_key).principal()
+            filters = search_filters_for(principal)
+        index: EvalIndex | None = None
+        if options.url is None:
+            assert embedder is not None
+            index = build_index(dataset, settings, embedder, progress=options.progress)
+            timings["ingest_s"] = index.seconds
+            mapper = index.mapper
+            failed = index.ingest.get("failed") or []
+            if failed:
+                warnings.append(
+                    f"{len(failed)} corpus file(s) failed to ingest, e.g. "
+                    f"{failed[0].get('path')}: {failed[0].get('error')}"
+                )
+            index_info = {
+                "dir": str(index.dir),
+                "key": index.key,
+                "reused": index.reused,
+                "version": index.store.version(),
+                "chunks": index.store.count_chunks(),
+                "documents": index.store.count_documents(),
+                "ingest": index.ingest,
+                "ingest_seconds": round(index.seconds, 3),
+            }
+            if options.as_key is not None:
+                index_info["as_key"] = options.as_key
+                index_info["groups"] = None if filters is None else filters.groups
+        with _progress(options.progress) as bar:
+            if index is not None:
+                assert embedder is not None
+                retrieval = retrieve_local(
+                    scored,
+                    index.store,
+                    embedder,
+                    index.settings,
+                    mapper,
+                    depth=options.top_k,
+                    threads=options.threads,
+                    advance=_advance(bar, "retrieval", len(scored)),
+                    filters=filters,
+                )
+            else:
+                assert options.url is not None
+                client = HttpClient(options.url, options.api_key)
+                mapper = DocMapper(dataset)
+                try:
+                    index_info = {"server_models": client.get("/v1/models").get("data")}
+                except Exception as exc:  # informative only
+                    index_info = {"server_models_error": str(exc)}
+                retrieval = retrieve_http(
+                    scored,
+                    client,
+                    mapper,
+                    depth=options.top_k,
+                    chunks_per_query=min(100, chunk_depth(settings, options.top_k)),
+                    threads=options.threads,
+                    advance=_advance(bar, "retrieval (http)", len(scored)),
+                )
+            timings["retrieval_s"] = retrieval.seconds
+            if retrieval.unmapped_hits:
+                warnings.append(
+                    f"{retrieval.unmapped_hits} retrieved chunks matched no corpus document "
+                    "(the index holds other files?)"
+                )
+            scores = score_retrieval(retrieval.run, dataset.qrels, depth=options.top_k)
+
+            samples: list[AnswerSample] = []
+            answer_rows: list[dict[str, Any]] = []
+            answer_summary: dict[str, Any] = {}
+            if want_answers:
+                chosen = sample_queries(queries, options.answers, options.seed)
+                if not chosen:
+                    warnings.append("no query has reference answers: answers not evaluated")
+                advance = _advance(bar, "answers", len(chosen))
+                t0 = time.perf_counter()
+                if chosen and index is not None:
+                    from server.rag import RagService
+
+                    if generator is None:
+                        from models.generator import load_generator
+
+                        t1 = time.perf_counter()
+                        generator = load_generator(settings.generator)
+                        timings["load_generator_s"] = time.perf_counter() - t1
+                    assert embedder is not None
+                    rag = RagService(index.settings, index.store, embedder, generator)
+                    for q in chosen:
+                        samples.append(answer_local(rag, q, mapper, filters))
+                        advance(1)
+                elif chosen:
+                    assert client is not None
+                    for q in chosen:
+                        samples.append(
+                            answer_http(
+                                client,
+                                q,
+                                mapper,
+                                search_top_k=min(100, chunk_depth(settings, options.top_k)),
+                            )
+                        )
+                        advance(1)
+                timings["answers_s"] = time.perf_counter() - t0
+                if samples:
+                    assert embedder is not None
+                    t0 = time.perf_counter()
+                    answer_summary, answer_rows = score_answers(
+                        samples, embedder.embed, dataset.qrels
+                    )
+                    timings["answer_scoring_s"] = time.perf_counter() - t0
+                    if answer_summary.get("errors"):
+                        first_error = next(r["error"] for r in answer_rows if r["error"])
+                        warnings.append(
+                            f"{answer_summary['errors']} answer(s) failed, e.g.: {first_error}"
+                        )
+    finally:
+        if client is not None:
+            client.close()
+
+    cache = HashCache(Path(settings.data_dir) / "eval" / "file-hashes.json")
+    models = describe_models(settings, embedder, generator, cache)
+    cache.save()
+    timings["total_s"] = time.perf_counter() - t_start
+
+    metrics: dict[str, dict[str, Any]] = {
+        "retrieval": scores.summary() if scores.query_ids else {},
+        "speed": {
+            "retrieval_seconds": round(retrieval.seconds, 3),
+            "queries_per_s": round(retrieval.queries_per_s, 2),
+        },
+    }
+    if answer_summary:
+        metrics["answers"] = answer_summary
+    report: dict[str, Any] = {
+        "format": 1,
+        "enclave_version": enclave_version(),
+        "created": started,
+        "command": options.command,
+        "mode": "in-process" if options.url is None else "http",
+        "url": options.url,
+        "seed": options.seed,
+        "top_k": options.top_k,
+        "answers_requested": 0 if not want_answers else options.answers,
+        "limit_queries": options.limit_queries,
+        "dataset": dataset.describe(),
+        "settings": settings.model_dump(mode="json"),
+        "models": models,
+        "index": index_info,
+        "metrics": metrics,
+        "curves": {"recall_at_k": scores.recall_curve() if scores.query_ids else []},
+        "retrieval": {
+            "queries_run": retrieval.queries,
+            "queries_scored": len(scores.query_ids),
+            "depth": retrieval.depth,
+            "chunks_per_query": retrieval.chunks_per_query,
+            "embed_seconds": round(retrieval.embed_seconds, 3),
+            "search_seconds": round(retrieval.search_seconds, 3),
+            "cpu_seconds": round(retrieval.cpu_seconds, 3),
+            "threads": options.threads,
+            "unmapped_hits": retrieval.unmapped_hits,
+        },
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "warnings": warnings,
+        "worst_misses": worst_misses(scores, dataset, retrieval.run),
+        "per_query": {
+            qid: {"first_relevant_rank": int(scores.first_hit[i]), "docs": retrieval.run[qid]}
+            for i, qid in enumerate(scores.query_ids)
+        },
+        "answers": answer_rows,
+    }
+
+    current = flatten_metrics(report)
+    deltas: list[Delta] = []
+    if baseline is not None:
+        base_flat = flatten_metrics(baseline)
+        deltas = compare(current, base_flat)
+        report["baseline"] = {
+            "path": str(options.baseline),
+            "created": baseline.get("created"),
+            "dataset_hash": (baseline.get("dataset") or {}).get("hash"),
+            "deltas": [d.to_dict() for d in deltas],
+            "recall_at_k": (baseline.get("curves") or {}).get("recall_at_k"),
+        }
+        if report["baseline"]["dataset_hash"] not in (None, dataset.hash):
+            warnings.append("the baseline was measured on a different version of the dataset")
+    gate_result: GateResult | None = None
+    if gate is not None:
+        gate_result = check_gate(gate, current, flatten_metrics(baseline) if baseline else None)
+        report["gate"] = {"path": gate.path, **gate_result.to_dict()}
+    paths = write_reports(report, out_dir)
+    return EvalOutcome(report=report, paths=paths, gate=gate_result, deltas=deltas)

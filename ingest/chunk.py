@@ -1,0 +1,298 @@
+"""Section-aware chunking bounded in the embedder's own tokens.
+
+Rules:
+
+* A change of heading path starts a new chunk; a heading element opens a section and travels
+  with the text that follows it. Inside a section, small elements are packed together.
+* A window of at most ``budget`` embedder tokens slides over the section's tokens; each chunk
+  ends at the best break in the second half of its window: a paragraph break, then a sentence
+  end, then a line break, then a space, and only when there is none of these (a long word, a
+  run of CJK characters) between two tokens. Nothing is ever truncated: every character of the
+  text lies in some chunk.
+* The embedded text is ``"Title > Heading > Sub\\n\\n" + body``: the heading path helps
+  retrieval. The bound covers the prefix: ``count_tokens(embed_text) <= embedder.max_tokens``
+  for every chunk, checked with the embedder's tokenizer whenever the estimate could be off.
+* Consecutive chunks of one section overlap by ``overlap`` tokens (snapped to a word start).
+
+``Chunk.text`` is exactly ``full_text[char_start:char_end]`` (the stored, cited text); the
+heading path is stored beside it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ingest.clean import CleanDocument
+from ingest.types import Element
+from models.embedder import Embedder
+
+#: embedder token spans longer than this many characters (an unknown-token blob such as a long
+#: hash or base64 run) are counted as several pseudo-tokens, so chunks stay short in characters
+MAX_TOKEN_CHARS = 12
+#: the heading prefix may use at most this share of the embedder's window
+PREFIX_SHARE = 4
+HEADING_JOINER = " > "
+PREFIX_SEPARATOR = "\n\n"
+
+_SENTENCE_END = re.compile(r"[.!?;:。！？；…)\"'»”’]$")
+_CJK_STOP = frozenset("。！？；")
+
+
+class ChunkingError(Exception):
+    """The text cannot be cut under the embedder's bound (a tokenizer that emits more tokens
+    for one character than the model accepts); the message is shown to the user."""
+
+
+@dataclass
+class Chunk:
+    doc_id: str
+    ordinal: int
+    text: str  # full_text[char_start:char_end]
+    embed_text: str  # heading prefix + text: what the embedder sees
+    char_start: int
+    char_end: int
+    page: int | None = None
+    heading_path: list[str] = field(default_factory=list)
+    embed_tokens: int = 0  # upper bound of count_tokens(embed_text); <= embedder.max_tokens
+    tokens: int = 0  # tiktoken cl100k count of text, for context budgeting
+
+    @property
+    def chunk_id(self) -> str:
+        return chunk_id(self.doc_id, self.ordinal)
+
+
+def chunk_id(doc_id: str, ordinal: int) -> str:
+    """Stable chunk id: the document id and the chunk's position in it."""
+    return f"{doc_id}-{ordinal:05d}"
+
+
+def sections(elements: list[Element]) -> list[list[int]]:
+    """Group element indices into sections: a new group when the heading path changes; a
+    heading opens a group and takes the elements that follow it."""
+    groups: list[list[int]] = []
+    key: tuple[str, ...] | None = None
+    open_heading = False  # the current group holds only headings so far
+    for i, el in enumerate(elements):
+        this = tuple(el.heading_path)
+        if el.kind == "title":
+            if groups and open_heading:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+                open_heading = True
+            key = None
+            continue
+        if groups and (open_heading or this == key):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+        key = this
+        open_heading = False
+    return groups
+
+
+class Chunker:
+    """Cuts cleaned documents into chunks that always fit the embedder."""
+
+    def __init__(self, embedder: Embedder, chunk_tokens: int = 200, overlap: int = 30) -> None:
+        self.embedder = embedder
+        self.max_tokens = int(embedder.max_tokens)
+        if self.max_tokens < 8:
+            raise ValueError(f"embedder accepts only {self.max_tokens} tokens")
+        self.target = max(8, min(int(chunk_tokens), self.max_tokens))
+        self.overlap = max(0, min(int(overlap), self.target // 2))
+        self.prefix_cap = max(0, self.max_tokens // PREFIX_SHARE)
+        self._prefix_cache: dict[tuple[str, ...], tuple[str, int]] = {}
+
+    # ------------------------------------------------------------------ prefix
+    def heading_prefix(self, title: str, heading_path: list[str]) -> tuple[str, int]:
+        """The prefix put before a chunk's text for embedding, and its token count."""
+        parts: list[str] = []
+        for part in [title, *heading_path]:
+            if part and (not parts or parts[-1] != part):
+                parts.append(part)
+        key = tuple(parts)
+        cached = self._prefix_cache.get(key)
+        if cached is not None:
+            return cached
+        if not parts:
+            result = ("", 0)
+        else:
+            head = HEADING_JOINER.join(parts)
+            spans = self.embedder.token_spans(head)
+            if len(spans) > self.prefix_cap:
+                # a heading path longer than the cap keeps its start; the body is never cut
+                head = head[: spans[self.prefix_cap - 1][1]].rstrip() + " …"
+            text = head + PREFIX_SEPARATOR
+            result = (text, self.embedder.count_tokens(text))
+        if len(self._prefix_cache) < 4096:
+            self._prefix_cache[key] = result
+        return result
+
+    # ------------------------------------------------------------------- chunks
+    def chunk(self, doc: CleanDocument, doc_id: str) -> list[Chunk]:
+        full = doc.text
+        starts = [s for s, _ in doc.spans]
+        out: list[Chunk] = []
+        for group in sections(doc.elements):
+            first = doc.elements[group[0]]
+            heading = next(
+                (doc.elements[i].heading_path for i in group if doc.elements[i].kind != "title"),
+                first.heading_path,
+            )
+            gs = doc.spans[group[0]][0]
+            ge = doc.spans[group[-1]][1]
+            prefix, prefix_tokens = self.heading_prefix(doc.title, heading)
+            for cs, ce, est in self._cut(full, gs, ge, prefix, prefix_tokens):
+                idx = bisect.bisect_right(starts, cs) - 1
+                page = doc.elements[max(idx, 0)].page
+                body = full[cs:ce]
+                out.append(
+                    Chunk(
+                        doc_id=doc_id,
+                        ordinal=len(out),
+                        text=body,
+                        embed_text=prefix + body,
+                        char_start=cs,
+                        char_end=ce,
+                        page=page,
+                        heading_path=list(heading),
+                        embed_tokens=est,
+                    )
+                )
+        return out
+
+    def _token_spans(self, full: str, gs: int, ge: int) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for a, b in self.embedder.token_spans(full[gs:ge]):
+            a += gs
+            b += gs
+            if b <= a:
+                continue
+            while b - a > MAX_TOKEN_CHARS:
+                out.append((a, a + MAX_TOKEN_CHARS))
+                a += MAX_TOKEN_CHARS
+            out.append((a, b))
+        return out
+
+    def _cut(
+        self, full: str, gs: int, ge: int, prefix: str, prefix_tokens: int
+    ) -> list[tuple[int, int, int]]:
+        """Character spans ``[start, end)`` of the chunks of one section, with the upper
+        bound of each chunk's embedded token count."""
+        spans = self._token_spans(full, gs, ge)
+        n = len(spans)
+        if n == 0:
+            return [(gs, ge, prefix_tokens)] if ge > gs else []
+        budget = max(1, min(self.target, self.max_tokens - prefix_tokens))
+
+        def score(k: int) -> int:
+            """How good a break between token k-1 and token k is."""
+            gap = full[spans[k - 1][1] : spans[k][0]]
+            if "\n\n" in gap:
+                return 4
+            prev = full[spans[k - 1][0] : spans[k - 1][1]]
+            if gap and gap.isspace() and _SENTENCE_END.search(prev):
+                return 3
+            if not gap and prev[-1:] in _CJK_STOP:
+                return 3
+            if "\n" in gap:
+                return 2
+            if any(c.isspace() for c in gap):
+                return 1
+            return 0
+
+        def end_of(k: int) -> int:
+            """Where a chunk whose last token is k-1 ends: after any token-less characters
+            before the next token (so they are covered), without trailing whitespace."""
+            nxt = spans[k][0] if k < n else ge
+            end = spans[k - 1][1]
+            tail = full[end:nxt].rstrip()
+            return end + len(tail)
+
+        out: list[tuple[int, int, int]] = []
+        i = 0
+        start = gs
+        while i < n:
+            rest = n - i
+            if rest <= budget:
+                k = n
+            else:
+                hi = i + budget
+                lo = i + max(1, budget // 2)
+                if rest < budget + budget // 2:  # avoid a tiny last chunk: cut near the middle
+                    hi = min(hi, i + rest // 2 + budget // 4)
+                    lo = min(lo, hi - 1)
+                k = hi
+                best = -1
+                for cand in range(hi, lo, -1):
+                    s = score(cand)
+                    if s > best:
+                        best, k = s, cand
+                        if s == 4:
+                            break
+            k, end, est = self._fit(full, spans, i, k, start, end_of, prefix, prefix_tokens)
+            out.append((start, end, est))
+            if k >= n:
+                break
+            nxt = k
+            ov = min(self.overlap, (k - i) // 2)
+            if ov > 0:
+                nxt = k - ov
+                # begin the overlap at a word start when one is near
+                while nxt < k - 1 and score(nxt) == 0:
+                    nxt += 1
+            i = nxt
+            start = spans[i][0]
+        return out
+
+    def _fit(
+        self,
+        full: str,
+        spans: list[tuple[int, int]],
+        i: int,
+        k: int,
+        start: int,
+        end_of: Callable[[int], int],
+        prefix: str,
+        prefix_tokens: int,
+    ) -> tuple[int, int, int]:
+        """Shrink the chunk of tokens [i, k) until the embedder's own count fits."""
+        while True:
+            end = end_of(k)
+            est = prefix_tokens + (k - i)
+            clean_edges = _word_edge(full, start) and _word_edge_after(full, end)
+            if est <= self.max_tokens - 4 and clean_edges:
+                return k, end, est
+            real = self.embedder.count_tokens(prefix + full[start:end])
+            if real <= self.max_tokens:
+                return k, end, real
+            if k - i <= 1:
+                raise ChunkingError(
+                    f"one token of text at character {start} needs {real} embedder tokens, "
+                    f"more than the embedder's limit of {self.max_tokens}"
+                )
+            k = max(i + 1, k - max(1, real - self.max_tokens))
+
+
+def _word_edge(full: str, pos: int) -> bool:
+    """A chunk starting at ``pos`` starts a word (so its first token tokenizes as in context)."""
+    return pos == 0 or full[pos - 1].isspace()
+
+
+def _word_edge_after(full: str, pos: int) -> bool:
+    return pos >= len(full) or full[pos].isspace()
+
+
+def chunk_document(doc: CleanDocument, doc_id: str, chunker: Chunker) -> list[Chunk]:
+    """Chunks of one cleaned document with their context-budget (tiktoken) counts filled in."""
+    from models.tokens import count_budget_tokens
+
+    chunks = chunker.chunk(doc, doc_id)
+    for c in chunks:
+        # one by one: the batch call starts a thread pool, costlier than the counting here
+        c.tokens = count_budget_tokens(c.text)
+    return chunks

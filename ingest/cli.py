@@ -1,0 +1,242 @@
+"""``enclave ingest`` and ``enclave status``.
+
+Exit codes: 0 all files ingested (or unchanged), 1 some files failed (listed with reasons),
+2 usage error (missing path, bad flag or group, embedder mismatch, invalid settings).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from enclave.cli import ConfigOpt, DataDirOpt, build_settings, fail
+from enclave.errors import EnclaveError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest_command)
+    app.command("status")(status_command)
+
+
+def ingest_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="files and folders to ingest", show_default=False)
+    ],
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON summary object on stdout")
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="delete documents under PATH whose files no longer exist"),
+    ] = False,
+    include: Annotated[
+        list[str] | None,
+        typer.Option("--include", help="only files matching this glob (repeatable)"),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="skip files and folders matching this glob (repeatable)"),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="parser processes (default: cores)")
+    ] = None,
+    chunk_tokens: Annotated[
+        int | None, typer.Option("--chunk-tokens", min=16, help="target chunk size in tokens")
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option("--chunk-overlap", min=0, help="overlap between chunks")
+    ] = None,
+    groups: Annotated[
+        str | None,
+        typer.Option("--groups", help="comma-separated groups allowed to read these documents"),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", help="TOML ACL policy: path globs -> groups (security.policy_file)"
+        ),
+    ] = None,
+    redact_pii: Annotated[
+        bool,
+        typer.Option(
+            "--redact-pii",
+            help="replace e-mails, phones, IBANs, cards and SSNs before embedding "
+            "(security.redact_pii)",
+        ),
+    ] = False,
+) -> None:
+    """Ingest files and folders into the index (incremental: unchanged files are skipped)."""
+    from ingest.pipeline import ingest_paths, parse_groups
+
+    overrides: dict[str, Any] = {
+        "ingest": {
+            "workers": workers,
+            "chunk_tokens": chunk_tokens,
+            "chunk_overlap": chunk_overlap,
+        }
+    }
+    security: dict[str, Any] = {}
+    if policy is not None:
+        security["policy_file"] = policy
+    if redact_pii:
+        security["redact_pii"] = True
+    if security:
+        overrides["security"] = security
+    try:
+        settings = build_settings(config, data_dir, overrides)
+        if include:
+            settings.ingest.include = [*settings.ingest.include, *include]
+        if exclude:
+            settings.ingest.exclude = [*settings.ingest.exclude, *exclude]
+        checked = parse_groups(groups)
+        show = not as_json and sys.stderr.isatty()
+        summary = ingest_paths(settings, paths, prune=prune, groups=checked, progress=show)
+    except EnclaveError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict()))
+    else:
+        _print_summary(summary.to_dict())
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+def _print_summary(d: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="Ingest summary", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key in ("files_seen", "ingested", "updated", "unchanged", "deleted"):
+        table.add_row(key.replace("_", " "), str(d[key]))
+    table.add_row("failed", str(len(d["failed"])))
+    table.add_row("chunks added", str(d["chunks_added"]))
+    table.add_row("chunks deleted", str(d["chunks_deleted"]))
+    if d.get("redacted"):
+        table.add_row("redacted", ", ".join(f"{k} {v}" for k, v in sorted(d["redacted"].items())))
+    if d.get("flagged_chunks"):
+        table.add_row("flagged chunks", str(d["flagged_chunks"]))
+    table.add_row("seconds", f"{d['seconds']:.1f}")
+    console.print(table)
+    if d["failed"]:
+        errors = Table(title="Failed files", show_header=True)
+        errors.add_column("path", overflow="fold")
+        errors.add_column("reason", overflow="fold")
+        for f in d["failed"]:
+            errors.add_row(f["path"], f["error"])
+        console.print(errors)
+
+
+def status_command(
+    data_dir: DataDirOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON object on stdout")
+    ] = False,
+) -> None:
+    """Show what the index holds: documents, chunks, failures, embedder, size, last ingest."""
+    try:
+        settings = build_settings(config, data_dir)
+        report = index_status(settings.data_dir)
+    except EnclaveError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    _print_status(report)
+
+
+def index_status(data_dir: Path) -> dict[str, Any]:
+    """The ``enclave status`` report of the index in ``data_dir``."""
+    from enclave.errors import UsageError
+    from ingest.pipeline import read_last_ingest
+    from store.db import Store
+    from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK
+
+    lance_dir = Path(data_dir) / "lancedb"
+    if not lance_dir.is_dir():
+        raise UsageError(f"no index in {data_dir}: run `enclave ingest PATH --data-dir {data_dir}`")
+    store = Store(lance_dir)
+    docs = store.list_documents()
+    counts = {
+        s: sum(1 for d in docs if d.status == s) for s in (STATUS_OK, STATUS_EMPTY, STATUS_FAILED)
+    }
+    failures = [
+        {"path": d.path, "status": d.status, "error": d.error}
+        for d in docs
+        if d.status != STATUS_OK
+    ]
+    last = read_last_ingest(data_dir)
+    ingested = [d.ingested_at for d in docs if d.ingested_at]
+    meta = store.meta()
+    return {
+        "data_dir": str(data_dir),
+        "documents": len(docs),
+        "documents_by_status": counts,
+        "chunks": store.count_chunks(),
+        "failures": failures,
+        "embedder": {"name": meta.get("embedder"), "dimension": meta.get("dimension")},
+        "index_bytes": store.size_bytes(),
+        "last_ingest": last["finished_at"] if last else (max(ingested) if ingested else None),
+        "last_summary": last["summary"] if last else None,
+    }
+
+
+def _print_status(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"Enclave index: {r['data_dir']}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    by = r["documents_by_status"]
+    table.add_row(
+        "documents", f"{r['documents']} (ok {by['ok']}, empty {by['empty']}, failed {by['failed']})"
+    )
+    table.add_row("chunks", str(r["chunks"]))
+    emb = r["embedder"]
+    table.add_row(
+        "embedder", f"{emb['name']} (dimension {emb['dimension']})" if emb["name"] else "-"
+    )
+    table.add_row("index size", _human_bytes(r["index_bytes"]))
+    table.add_row("last ingest", r["last_ingest"] or "never")
+    console.print(table)
+    if r["failures"]:
+        errors = Table(title="Documents without chunks", show_header=True)
+        errors.add_column("path", overflow="fold")
+        errors.add_column("status")
+        errors.add_column("reason", overflow="fold")
+        for f in r["failures"]:
+            errors.add_row(f["path"], f["status"], f["error"])
+        console.print(errors)
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def main() -> None:
+    """``python -m ingest.cli``: the ingest and status commands alone."""
+    from enclave.offline import enforce_offline
+
+    enforce_offline()
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True)
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

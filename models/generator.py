@@ -1,0 +1,632 @@
+"""Generators: chat models behind a small streaming interface.
+
+``LlamaCppGenerator`` runs any GGUF chat model through llama.cpp (llama-cpp-python), with the
+chat template from the model's own metadata; ``FakeGenerator`` is a deterministic stand-in for
+tests of pure logic. ``load_generator`` picks one from the settings.
+
+Every generator is used by one generation at a time (the server serialises them); each still
+holds a lock so concurrent callers queue instead of corrupting the model state.
+
+Context rule (both generators): a prompt whose tokens plus ``min(max_tokens,
+MIN_ANSWER_TOKENS)`` do not fit in ``context_size`` raises :class:`PromptTooLongError`; otherwise
+``max_tokens`` is clamped to the room left, and an answer that fills the context ends with
+finish_reason ``"length"``. Callers that budget the prompt (the RAG service) keep the answer
+reserve themselves.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import functools
+import logging
+import os
+import re
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from enclave.errors import ConfigError, PromptTooLongError, UsageError
+from models.download import is_gguf
+
+if TYPE_CHECKING:
+    from enclave.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]
+
+ROLES = frozenset({"system", "user", "assistant"})
+#: the smallest answer room a prompt must leave (or max_tokens when smaller)
+MIN_ANSWER_TOKENS = 16
+
+#: used only when a GGUF carries no ``tokenizer.chat_template`` (ChatML, the most common)
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class StreamEvent:
+    """One piece of a streamed answer; the last event has ``finish_reason`` and ``usage``."""
+
+    delta: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    finish_reason: str
+    usage: Usage
+
+
+def check_messages(messages: list[Message]) -> None:
+    """Reject what no chat template can render: no messages, unknown roles, non-text content."""
+    if not messages:
+        raise UsageError("messages must not be empty")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise UsageError(f"messages[{i}] must be an object with 'role' and 'content'")
+        role = message.get("role")
+        if role not in ROLES:
+            raise UsageError(
+                f"messages[{i}].role must be one of system, user, assistant (got {role!r})"
+            )
+        if not isinstance(message.get("content"), str):
+            raise UsageError(f"messages[{i}].content must be a string")
+
+
+def answer_room(prompt_tokens: int, context_size: int, max_tokens: int) -> int:
+    """Tokens the answer may use; raises :class:`PromptTooLongError` when too few are left."""
+    if max_tokens < 1:
+        raise UsageError("max_tokens must be at least 1")
+    reserve = min(max_tokens, MIN_ANSWER_TOKENS)
+    if prompt_tokens + reserve > context_size:
+        raise PromptTooLongError(
+            f"prompt is {prompt_tokens} tokens; the model's context is {context_size} "
+            f"with {reserve} reserved for the answer"
+        )
+    return min(max_tokens, context_size - prompt_tokens)
+
+
+class _StopMatcher:
+    """Cuts the text at the first stop string, holding back any tail that might begin one."""
+
+    def __init__(self, stop: list[str] | None) -> None:
+        self.stops = [s for s in (stop or []) if s]
+        self.text = ""
+        self.emitted = 0
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """Add ``piece``; return the text now safe to emit."""
+        self.text += piece
+        if not self.stops:
+            out = self.text[self.emitted :]
+            self.emitted = len(self.text)
+            return out
+        cut = -1
+        for s in self.stops:
+            at = self.text.find(s, max(0, self.emitted - len(s) + 1))
+            if at != -1 and (cut == -1 or at < cut):
+                cut = at
+        if cut != -1:
+            self.stopped = True
+            self.text = self.text[:cut]
+            out = self.text[self.emitted :]
+            self.emitted = len(self.text)
+            return out
+        hold = 0
+        for s in self.stops:
+            for n in range(min(len(s) - 1, len(self.text)), 0, -1):
+                if self.text.endswith(s[:n]):
+                    hold = max(hold, n)
+                    break
+        safe = max(self.emitted, len(self.text) - hold)
+        out = self.text[self.emitted : safe]
+        self.emitted = safe
+        return out
+
+    def flush(self) -> str:
+        out = self.text[self.emitted :]
+        self.emitted = len(self.text)
+        return out
+
+
+class Generator(ABC):
+    """A chat model: token counting in its own tokenizer and streamed generation."""
+
+    name: str
+    context_size: int
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` alone (no template, no special tokens)."""
+
+    @abstractmethod
+    def count_chat_tokens(self, messages: list[Message]) -> int:
+        """Tokens the model sees for ``messages``: chat template applied, generation prompt
+        added. Equals ``usage.prompt_tokens`` of a generation on the same messages."""
+
+    @abstractmethod
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Yield the answer as it is produced. The last event has ``finish_reason``
+        (``"stop"``, ``"length"`` or ``"cancelled"``) and ``usage``.
+
+        Raises :class:`PromptTooLongError` (before yielding anything) when the prompt does not
+        fit, :class:`UsageError` for malformed messages."""
+
+    def chat(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """The whole answer at once: :meth:`stream` joined."""
+        parts: list[str] = []
+        finish = "stop"
+        usage = Usage(0, 0)
+        for event in self.stream(
+            messages, max_tokens=max_tokens, temperature=temperature, stop=stop, cancel=cancel
+        ):
+            parts.append(event.delta)
+            if event.finish_reason is not None:
+                finish = event.finish_reason
+            if event.usage is not None:
+                usage = event.usage
+        return GenerationResult(text="".join(parts), finish_reason=finish, usage=usage)
+
+    def warmup(self, system_prompt: str) -> None:  # noqa: B027 - optional hook
+        """Prepare for prompts that start with ``system_prompt`` (no-op unless overridden)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "context_size": self.context_size}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the model (no-op unless overridden)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Fake
+
+
+_WS = re.compile(r"\S+")
+
+
+class FakeGenerator(Generator):
+    """Deterministic generator for tests of pure logic; no model file.
+
+    Tokens are whitespace-separated words. A chat costs the words of every message plus
+    ``PER_MESSAGE`` tokens per message and ``GENERATION_PROMPT`` for the answer header. The
+    answer is ``"Based on the sources [1]."`` followed by up to eight words of the last user
+    message, or ``reply`` when given. ``token_delay_s`` slows each token (cancellation and
+    timeout tests).
+    """
+
+    PER_MESSAGE = 4
+    GENERATION_PROMPT = 3
+
+    def __init__(
+        self,
+        *,
+        context_size: int = 4096,
+        reply: str | None = None,
+        token_delay_s: float = 0.0,
+        name: str = "fake",
+    ) -> None:
+        self.name = name
+        self.context_size = context_size
+        self.reply = reply
+        self.token_delay_s = token_delay_s
+        self._lock = threading.Lock()
+        #: the messages of the most recent generation (for assertions in tests)
+        self.last_messages: list[Message] | None = None
+
+    def count_tokens(self, text: str) -> int:
+        return len(_WS.findall(text))
+
+    def count_chat_tokens(self, messages: list[Message]) -> int:
+        check_messages(messages)
+        words = sum(self.count_tokens(m["content"]) + self.PER_MESSAGE for m in messages)
+        return words + self.GENERATION_PROMPT
+
+    def answer_for(self, messages: list[Message]) -> str:
+        if self.reply is not None:
+            return self.reply
+        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        words = _WS.findall(last_user)[:8]
+        return " ".join(["Based on the sources [1].", *words])
+
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        prompt_tokens = self.count_chat_tokens(messages)
+        room = answer_room(prompt_tokens, self.context_size, max_tokens)
+        return self._stream(messages, prompt_tokens, room, stop, cancel)
+
+    def _stream(
+        self,
+        messages: list[Message],
+        prompt_tokens: int,
+        room: int,
+        stop: list[str] | None,
+        cancel: threading.Event | None,
+    ) -> Iterator[StreamEvent]:
+        with self._lock:
+            self.last_messages = [dict(m) for m in messages]
+            pieces = re.findall(r"\s*\S+", self.answer_for(messages))
+            matcher = _StopMatcher(stop)
+            finish = "stop"
+            produced = 0
+            for piece in pieces:
+                if cancel is not None and cancel.is_set():
+                    finish = "cancelled"
+                    break
+                if produced >= room:
+                    finish = "length"
+                    break
+                if self.token_delay_s:
+                    time.sleep(self.token_delay_s)
+                produced += 1
+                out = matcher.feed(piece)
+                if out:
+                    yield StreamEvent(delta=out)
+                if matcher.stopped:
+                    break
+            tail = "" if matcher.stopped else matcher.flush()
+            yield StreamEvent(
+                delta=tail, finish_reason=finish, usage=Usage(prompt_tokens, produced)
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# llama.cpp
+
+_ABORT_CB_TYPE = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p)
+
+
+@functools.cache
+def _abort_setter() -> Any:
+    """``llama_set_abort_callback`` from the loaded libllama (None if this build lacks it)."""
+    from llama_cpp import llama_cpp as lib
+
+    fn = getattr(lib._lib, "llama_set_abort_callback", None)
+    if fn is None:
+        return None
+    fn.argtypes = [ctypes.c_void_p, _ABORT_CB_TYPE, ctypes.c_void_p]
+    fn.restype = None
+    return fn
+
+
+class LlamaCppGenerator(Generator):
+    """Any GGUF chat model through llama-cpp-python, CPU or GPU offload.
+
+    The prompt is the model's own chat template (GGUF ``tokenizer.chat_template``) rendered with
+    the generation prompt and tokenized by the model's tokenizer, so :meth:`count_chat_tokens`
+    is exactly what the model evaluates. The KV cache of the previous request is reused for the
+    longest shared token prefix (the fixed system prompt of RAG prompts). A cancellation is
+    seen between two answer tokens, and while the prompt is evaluated llama.cpp's abort
+    callback interrupts it at once.
+    """
+
+    repeat_penalty = 1.1
+    top_k = 40
+    top_p = 0.95
+    min_p = 0.05
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int = 0,
+        n_gpu_layers: int = 0,
+        n_batch: int = 512,
+        seed: int = 0,
+    ) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.path = Path(path)
+        threads = n_threads if n_threads > 0 else (os.cpu_count() or 1)
+        try:
+            self._llm = Llama(
+                model_path=str(self.path),
+                n_ctx=n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=n_gpu_layers,
+                n_batch=min(n_batch, n_ctx),
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError(f"cannot load the GGUF model {self.path}: {exc}") from exc
+        llm = self._llm
+        self.seed = seed
+        self.n_threads = threads
+        self.n_gpu_layers = n_gpu_layers
+        self.context_size = int(llm.n_ctx())
+        self.name = self.path.name.removesuffix(".gguf")
+        self.metadata: dict[str, str] = dict(llm.metadata)
+        template = self.metadata.get("tokenizer.chat_template")
+        self.template_source = "gguf" if template else "chatml-fallback"
+        if not template:
+            log.warning("%s has no chat template; using ChatML", self.path.name)
+        eos_id, bos_id = llm.token_eos(), llm.token_bos()
+        model = llm._model
+        self._eos_text = model.token_get_text(eos_id) if eos_id != -1 else ""
+        self._bos_text = model.token_get_text(bos_id) if bos_id != -1 else ""
+        self._add_bos = bool(model.add_bos_token()) and bos_id != -1
+        # one formatter per setting of the generation prompt: rendering never mutates state
+        self._formatters = {
+            flag: Jinja2ChatFormatter(
+                template=template or FALLBACK_CHAT_TEMPLATE,
+                eos_token=self._eos_text,
+                bos_token=self._bos_text,
+                add_generation_prompt=flag,
+            )
+            for flag in (True, False)
+        }
+        self._lock = threading.Lock()
+        self._abort_event: threading.Event | None = None
+        self._closed = False
+
+        def _should_abort(_data: Any) -> bool:
+            event = self._abort_event
+            return event is not None and event.is_set()
+
+        # kept on the instance: llama.cpp holds a raw pointer to it while installed
+        self._abort_cb = _ABORT_CB_TYPE(_should_abort)
+
+    # -- prompt -------------------------------------------------------------------------------
+
+    def render(self, messages: list[Message], *, add_generation_prompt: bool = True) -> str:
+        """The prompt text the chat template makes of ``messages``."""
+        check_messages(messages)
+        try:
+            formatter = self._formatters[add_generation_prompt]
+            return formatter(messages=messages).prompt  # type: ignore[arg-type]
+        except Exception as exc:  # jinja2 errors and the template's raise_exception
+            raise UsageError(f"the model's chat template rejected the messages: {exc}") from exc
+
+    def _tokenize_prompt(self, prompt: str) -> list[int]:
+        add_bos = self._add_bos and not (self._bos_text and prompt.startswith(self._bos_text))
+        return list(self._llm.tokenize(prompt.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def prompt_tokens(self, messages: list[Message]) -> list[int]:
+        return self._tokenize_prompt(self.render(messages))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_chat_tokens(self, messages: list[Message]) -> int:
+        return len(self.prompt_tokens(messages))
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def stream(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[StreamEvent]:
+        tokens = self.prompt_tokens(messages)
+        room = answer_room(len(tokens), self.context_size, max_tokens)
+        return self._stream(tokens, room, temperature, stop, cancel)
+
+    def _prefill(self, tokens: list[int], cancel: threading.Event | None) -> bool:
+        """Evaluate all but the last prompt token, reusing the cached prefix. While it runs,
+        llama.cpp polls ``cancel`` between graph nodes, so a cancellation interrupts even a
+        long prompt at once. Returns False when cancelled."""
+        llm = self._llm
+        if getattr(llm, "_is_recurrent", False) or getattr(llm, "_is_hybrid", False):
+            return True  # no partial cache removal: let llama-cpp-python handle it
+        cached = llm.input_ids[: llm.n_tokens]
+        common = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        target = len(tokens) - 1  # the last token is evaluated by generate() for its logits
+        common = min(common, target)
+        llm.n_tokens = common  # eval() drops the KV cache past n_tokens
+        if common >= target:
+            return not (cancel is not None and cancel.is_set())
+        self._abort_event = cancel
+        self._set_abort(cancel is not None)
+        try:
+            for pos in range(common, target, llm.n_batch):
+                if cancel is not None and cancel.is_set():
+                    return False
+                try:
+                    llm.eval(tokens[pos : min(target, pos + llm.n_batch)])
+                except RuntimeError:
+                    # llama_decode returns 2 when aborted; the cache stays valid up to n_tokens
+                    if cancel is not None and cancel.is_set():
+                        return False
+                    raise
+        finally:
+            self._set_abort(False)
+            self._abort_event = None
+        return not (cancel is not None and cancel.is_set())
+
+    def _set_abort(self, on: bool) -> None:
+        """Install (or remove) the llama.cpp abort callback that reads ``_abort_event``.
+        Only during the prompt: during decoding the event is checked between tokens."""
+        setter = _abort_setter()
+        if setter is None:
+            return
+        setter(self._llm._ctx.ctx, self._abort_cb if on else _ABORT_CB_TYPE(0), None)
+
+    def _stream(
+        self,
+        tokens: list[int],
+        room: int,
+        temperature: float,
+        stop: list[str] | None,
+        cancel: threading.Event | None,
+    ) -> Iterator[StreamEvent]:
+        import llama_cpp
+
+        with self._lock:
+            llm = self._llm
+            vocab = llm._model.vocab
+            usage = Usage(prompt_tokens=len(tokens), completion_tokens=0)
+            matcher = _StopMatcher(stop)
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            finish = "length"
+            try:
+                if not self._prefill(tokens, cancel):
+                    yield StreamEvent(delta="", finish_reason="cancelled", usage=usage)
+                    return
+                llm.set_seed(self.seed)
+                gen = llm.generate(
+                    tokens,
+                    top_k=self.top_k,
+                    top_p=self.top_p,
+                    min_p=self.min_p,
+                    temp=temperature,
+                    repeat_penalty=self.repeat_penalty,
+                )
+                try:
+                    for token in gen:
+                        if llama_cpp.llama_vocab_is_eog(vocab, token):
+                            finish = "stop"
+                            break
+                        usage.completion_tokens += 1
+                        text = decoder.decode(llm.detokenize([token]))
+                        out = matcher.feed(text) if text else ""
+                        if out:
+                            yield StreamEvent(delta=out)
+                        if matcher.stopped:
+                            finish = "stop"
+                            break
+                        if usage.completion_tokens >= room:
+                            finish = "length"
+                            break
+                        if cancel is not None and cancel.is_set():
+                            finish = "cancelled"
+                            break
+                finally:
+                    gen.close()
+            except (ValueError, RuntimeError) as exc:
+                llm.reset()  # type: ignore[no-untyped-call]
+                if "context" in str(exc):
+                    raise PromptTooLongError(
+                        f"prompt is {len(tokens)} tokens; the model's context is "
+                        f"{self.context_size} with {room} reserved for the answer ({exc})"
+                    ) from exc
+                raise
+            tail = ""
+            if not matcher.stopped:
+                tail = matcher.feed(decoder.decode(b"", final=True)) + matcher.flush()
+            yield StreamEvent(delta=tail, finish_reason=finish, usage=usage)
+
+    def warmup(self, system_prompt: str) -> None:
+        """Evaluate the chat-template prefix of ``system_prompt`` so the next request that
+        starts with it only evaluates the rest."""
+        prefix = self.render(
+            [{"role": "system", "content": system_prompt}], add_generation_prompt=False
+        )
+        tokens = self._tokenize_prompt(prefix)
+        if len(tokens) + MIN_ANSWER_TOKENS >= self.context_size:
+            return
+        with self._lock:
+            # prefill evaluates all but the last token: add one so the whole prefix is cached
+            self._prefill([*tokens, tokens[-1]], None)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "context_size": self.context_size,
+            "n_threads": self.n_threads,
+            "n_gpu_layers": self.n_gpu_layers,
+            "chat_template": self.template_source,
+            "architecture": self.metadata.get("general.architecture"),
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._set_abort(False)
+            self._llm.close()
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_generator_path(model: str) -> Path:
+    """The GGUF file ``model`` names ('bundled' or a path), checked to be a GGUF."""
+    if model == "bundled":
+        from models.bundled import bundled_generator_path
+
+        return bundled_generator_path()
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ConfigError(f"generator model not found: {path} (ENCLAVE_GENERATOR__MODEL)")
+    if not path.is_file():
+        raise ConfigError(f"generator model is not a file: {path} (expected a .gguf file)")
+    if not is_gguf(path):
+        raise ConfigError(
+            f"generator model is not a GGUF file: {path} (llama.cpp needs a .gguf model; "
+            "convert it with llama.cpp's convert_hf_to_gguf.py or pick a GGUF release)"
+        )
+    return path
+
+
+def load_generator(settings: GeneratorSettings) -> Generator:
+    """The generator the settings name: 'bundled', 'fake' (tests) or a GGUF path."""
+    if settings.model == "fake":
+        return FakeGenerator(context_size=settings.n_ctx)
+    path = resolve_generator_path(settings.model)
+    return LlamaCppGenerator(
+        path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_gpu_layers=settings.n_gpu_layers,
+        n_batch=settings.n_batch,
+        seed=settings.seed,
+    )

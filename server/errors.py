@@ -1,0 +1,198 @@
+"""Every error leaves the server as ``{"error": {"message", "type", "param", "code"}}``.
+
+Domain errors (:class:`enclave.errors.EnclaveError`) carry their status; request validation
+failures are 400; framework HTTP errors keep their status; anything else is a bug: it is
+logged with its traceback and answered 500 without details.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from enclave.errors import AuthError, EnclaveError, ModelNotAvailableError, UsageError
+from enclave.security.http import audit_info, note_error
+
+log = logging.getLogger("enclave.server")
+
+
+class BadParameterError(UsageError):
+    """A request field has a value Enclave does not support."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class NotReadyError(ModelNotAvailableError):
+    """The models are still loading (or failed to load)."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+_HTTP_TYPES = {
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "forbidden"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    406: ("invalid_request_error", "not_acceptable"),
+    413: ("invalid_request_error", "request_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+def error_body(
+    message: str, error_type: str, code: str | None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(
+    status: int,
+    message: str,
+    error_type: str,
+    code: str | None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(message, error_type, code, param), status_code=status, headers=headers
+    )
+
+
+def enclave_error_response(exc: EnclaveError) -> JSONResponse:
+    headers: dict[str, str] | None = None
+    retry_after = getattr(exc, "retry_after", None)
+    if exc.status_code in (429, 503) and retry_after is not None:
+        headers = {"Retry-After": str(int(retry_after))}
+    if exc.status_code == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return error_response(
+        exc.status_code,
+        exc.message,
+        exc.error_type,
+        exc.code,
+        getattr(exc, "param", None),
+        headers,
+    )
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = list(exc.errors())
+    if not errors:
+        return "invalid request", None
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    param = ".".join(loc) or None
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return "the request body is not valid JSON", None
+    msg = str(first.get("msg", "invalid value"))
+    where = f"{param}: " if param else ""
+    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    return f"{where}{msg}{more}", param
+
+
+async def _enclave_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EnclaveError)
+    note_error(request.scope, exc)
+    _count_refusal(request, exc)
+    if exc.status_code >= 500:
+        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    return enclave_error_response(exc)
+
+
+def _count_refusal(request: Request, exc: EnclaveError) -> None:
+    state = getattr(request.app.state, "enclave", None)
+    metrics = getattr(state, "metrics", None)
+    if metrics is None:
+        return
+    if isinstance(exc, AuthError):
+        metrics.auth_failures.inc()
+    elif exc.status_code == 429 and exc.code == "rate_limit_exceeded":
+        if "daily token budget" in exc.message:
+            metrics.rate_limited.labels("daily").inc()
+        elif "requests per minute" in exc.message:
+            metrics.rate_limited.labels("rpm").inc()
+
+
+async def _validation_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    audit_info(request.scope).outcome = "invalid_request"
+    message, param = _validation_message(exc)
+    return error_response(400, message, "invalid_request_error", "invalid_request", param)
+
+
+async def _http_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error_type, code = _HTTP_TYPES.get(
+        exc.status_code,
+        ("invalid_request_error" if exc.status_code < 500 else "server_error", None),
+    )
+    message = str(exc.detail) if exc.detail else "request failed"
+    if exc.status_code == 413:
+        message = "the request body is too large (server.max_request_bytes)"
+    return error_response(
+        exc.status_code, message, error_type, code, headers=dict(exc.headers or {}) or None
+    )
+
+
+async def _bug_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error", "server_error", "internal_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(EnclaveError, _enclave_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(HTTPException, _http_handler)
+    app.add_exception_handler(Exception, _bug_handler)
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``max_bytes`` with 413 in the error shape: at once when
+    Content-Length says so, else as soon as the streamed body passes the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = error_response(
+                413,
+                f"the request body is {declared} bytes; the limit is {self.max_bytes} "
+                "(server.max_request_bytes)",
+                "invalid_request_error",
+                "request_too_large",
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413)
+            return message
+
+        await self.app(scope, limited, send)

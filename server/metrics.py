@@ -1,0 +1,140 @@
+"""Prometheus metrics, one registry per app (two apps in one process never mix figures)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from enclave.security.limits import Limiter
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "enclave_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "enclave_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "enclave_stage_seconds",
+            "latency per answer stage: retrieve, pack, queue, first_token, generate",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter("enclave_tokens", "tokens through the model", ["kind"], registry=r)
+        self.queue_depth = Gauge(
+            "enclave_queue_depth", "generations waiting for the model", registry=r
+        )
+        self.in_flight = Gauge(
+            "enclave_generations_in_flight", "generations running on the model", registry=r
+        )
+        self.generations = Counter(
+            "enclave_generations",
+            "finished generations by finish reason (stop, length, cancelled, error)",
+            ["finish_reason"],
+            registry=r,
+        )
+        self.cancellations = Counter(
+            "enclave_cancellations", "generations cancelled, by cause", ["cause"], registry=r
+        )
+        self.rejected = Counter(
+            "enclave_rejected",
+            "requests refused before generation, by cause",
+            ["cause"],
+            registry=r,
+        )
+        self.abstentions = Counter(
+            "enclave_abstentions", "questions answered 'not in the documents'", registry=r
+        )
+        self.auth_failures = Counter(
+            "enclave_auth_failures",
+            "requests refused 401 (missing, unknown or revoked key)",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "enclave_rate_limited", "requests refused 429 by a key's limits", ["limit"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class UsageCollector(Collector):
+    """Today's usage per API key, read from the limiter at scrape time."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        tokens = GaugeMetricFamily(
+            "enclave_key_tokens_today", "tokens (prompt + completion) used today", labels=["key"]
+        )
+        requests = GaugeMetricFamily(
+            "enclave_key_requests_today", "requests admitted today", labels=["key"]
+        )
+        for row in self.limiter.usage()["keys"]:
+            tokens.add_metric([str(row["name"])], float(row["total_tokens"]))
+            requests.add_metric([str(row["name"])], float(row["requests"]))
+        yield tokens
+        yield requests
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+def _route_label(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    if scope.get("endpoint") is not None or scope.get("root_path", "") != "":
+        return "static"
+    return "unmatched"
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request by route template and status; times it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = _route_label(scope)
+            self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
+            self.metrics.request_seconds.labels(route).observe(time.perf_counter() - started)

@@ -1,0 +1,52 @@
+"""GET/DELETE /v1/documents: what the index holds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from enclave.security.access import visible_groups
+from enclave.security.http import audit_info
+from server.deps import AdminDep, DocumentsDep, PrincipalDep, require_principal
+
+router = APIRouter(tags=["documents"], dependencies=[Depends(require_principal)])
+
+DocIdPath = Annotated[str, Path(max_length=200, description="document id (24 hex)")]
+
+
+@router.get("/v1/documents", summary="List the documents the key may read")
+async def list_documents(
+    documents: DocumentsDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    status: Annotated[Literal["ok", "empty", "failed"] | None, Query()] = None,
+) -> dict[str, Any]:
+    return await run_in_threadpool(
+        documents.list,
+        limit=limit,
+        offset=offset,
+        status=status,
+        groups=visible_groups(principal),
+        show_groups=principal.admin,
+    )
+
+
+@router.get("/v1/documents/{doc_id}", summary="One document with a summary of its chunks")
+async def get_document(
+    doc_id: DocIdPath, request: Request, documents: DocumentsDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    audit_info(request.scope).extra = {"doc_id": doc_id[:80]}
+    return await run_in_threadpool(documents.get, doc_id, principal)
+
+
+@router.delete(
+    "/v1/documents/{doc_id}", summary="Remove a document and its chunks (admin keys only)"
+)
+async def delete_document(
+    doc_id: DocIdPath, request: Request, documents: DocumentsDep, admin: AdminDep
+) -> dict[str, Any]:
+    audit_info(request.scope).extra = {"doc_id": doc_id[:80]}
+    return await run_in_threadpool(documents.delete, doc_id)

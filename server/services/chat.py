@@ -1,0 +1,447 @@
+"""Chat completions: retrieval and packing in a thread, one generation at a time through the
+gate, the model in a worker thread feeding the event loop, cancellation on disconnect or
+timeout, citations verified at the end. No web-framework types here.
+
+Time limit: ``server.request_timeout_s`` counts from the request's arrival and covers
+retrieval, queueing and generation. Without streaming, running out of time cancels the
+generation and answers 504 ``generation_timeout``. While streaming (the 200 status already
+sent), it cancels the generation and ends the stream normally with ``finish_reason``
+``"timeout"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from enclave.errors import GenerationTimeoutError
+from enclave.security.injection import leaks_system_prompt
+from models.generator import StreamEvent, Usage
+from server.gate import POLL_S, ClientGoneError, GenerationGate
+from server.metrics import Metrics
+from server.prompt import SYSTEM_PROMPT
+from server.rag import Answer, Prepared, RagService
+from store.records import SearchFilters
+
+log = logging.getLogger("enclave.server")
+
+Disconnected = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class ChatParams:
+    messages: list[dict[str, str]]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    filters: SearchFilters | None = None
+    stop: list[str] | None = None
+    #: called once with the finished answer (abstained, complete, timed out while streaming)
+    on_answer: Callable[[Answer], None] | None = None
+    #: called instead when a started generation ends without an answer (error, disconnect,
+    #: timeout without streaming) with the tokens it had used
+    on_usage: Callable[[Usage], None] | None = None
+
+
+class _End:
+    """Marks the end of a worker's events."""
+
+
+@dataclass
+class GenerationRun:
+    """One generation running in a worker thread; its events arrive on an asyncio queue."""
+
+    prepared: Prepared
+    started: float
+    deadline: float
+    cancel: threading.Event = field(default_factory=threading.Event)
+    queue: asyncio.Queue[StreamEvent | BaseException | _End] = field(default_factory=asyncio.Queue)
+    done: threading.Event = field(default_factory=threading.Event)
+    first_token_s: float | None = None
+    gen_started: float = 0.0
+    _getter: asyncio.Task[StreamEvent | BaseException | _End] | None = None
+    _checked: float = 0.0
+
+    async def next(self, disconnected: Disconnected | None = None) -> StreamEvent | None:
+        """The next event; None after the last. Cancels the generation and raises
+        GenerationTimeoutError past the deadline or ClientGoneError on disconnect."""
+        while True:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                self.cancel.set()
+                raise GenerationTimeoutError(
+                    "the answer took longer than the request timeout (server.request_timeout_s)"
+                )
+            now = time.monotonic()
+            if disconnected is not None and now - self._checked >= POLL_S:
+                self._checked = now
+                if await disconnected():
+                    self.cancel.set()
+                    raise ClientGoneError("the client disconnected")
+            if self._getter is None:
+                self._getter = asyncio.ensure_future(self.queue.get())
+            await asyncio.wait({self._getter}, timeout=min(POLL_S, remaining))
+            if not self._getter.done():
+                continue
+            item = self._getter.result()
+            self._getter = None
+            if isinstance(item, _End):
+                return None
+            if isinstance(item, BaseException):
+                raise item
+            if self.first_token_s is None and item.delta:
+                self.first_token_s = time.monotonic() - self.started
+            return item
+
+
+class ChatService:
+    """Runs RAG answers for the HTTP API."""
+
+    def __init__(
+        self,
+        rag: RagService,
+        gate: GenerationGate,
+        metrics: Metrics,
+        *,
+        request_timeout_s: float,
+        model_name: str,
+    ) -> None:
+        self.rag = rag
+        self.gate = gate
+        self.metrics = metrics
+        self.request_timeout_s = request_timeout_s
+        self.model_name = model_name
+
+    # ----------------------------------------------------------------- shared steps
+    @staticmethod
+    def _report(params: ChatParams, answer: Answer) -> None:
+        if params.on_answer is not None:
+            params.on_answer(answer)
+
+    @staticmethod
+    def _report_partial(params: ChatParams, usage: Usage) -> None:
+        if params.on_usage is not None:
+            params.on_usage(usage)
+
+    async def _prepare(self, params: ChatParams) -> tuple[Prepared, float, float]:
+        started = time.monotonic()
+        deadline = started + self.request_timeout_s
+        prepared = await run_in_threadpool(
+            self.rag.prepare,
+            params.messages,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_k=params.top_k,
+            filters=params.filters,
+            stop=params.stop,
+        )
+        self.metrics.stage_seconds.labels("retrieve").observe(prepared.timings["retrieve_s"])
+        if "pack_s" in prepared.timings:
+            self.metrics.stage_seconds.labels("pack").observe(prepared.timings["pack_s"])
+        if prepared.abstained:
+            self.metrics.abstentions.inc()
+        return prepared, started, deadline
+
+    async def _start(
+        self, prepared: Prepared, started: float, deadline: float, disconnected: Disconnected | None
+    ) -> GenerationRun:
+        queued = time.monotonic()
+        try:
+            await self.gate.acquire(deadline=deadline, disconnected=disconnected)
+        except Exception as exc:
+            cause = {"QueueFullError": "queue_full", "GenerationTimeoutError": "timeout"}.get(
+                type(exc).__name__, "disconnected"
+            )
+            self.metrics.rejected.labels(cause).inc()
+            raise
+        self.metrics.stage_seconds.labels("queue").observe(time.monotonic() - queued)
+        run = GenerationRun(prepared=prepared, started=started, deadline=deadline)
+        loop = asyncio.get_running_loop()
+        self.metrics.in_flight.inc()
+        thread = threading.Thread(
+            target=self._work, args=(run, loop), name="enclave-generation", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self.metrics.in_flight.dec()
+            self.gate.release()
+            raise
+        return run
+
+    def _work(self, run: GenerationRun, loop: asyncio.AbstractEventLoop) -> None:
+        """The worker thread: iterate the model's stream, hand events to the loop."""
+
+        def put(item: StreamEvent | BaseException | _End) -> None:
+            try:
+                loop.call_soon_threadsafe(run.queue.put_nowait, item)
+            except RuntimeError:  # loop closed (shutdown)
+                run.cancel.set()
+
+        finish = "error"
+        run.gen_started = time.monotonic()
+        try:
+            for event in self.rag.generate(run.prepared, run.cancel):
+                if event.finish_reason is not None:
+                    finish = event.finish_reason
+                    if event.usage is not None:
+                        self.metrics.tokens.labels("prompt").inc(event.usage.prompt_tokens)
+                        self.metrics.tokens.labels("completion").inc(event.usage.completion_tokens)
+                put(event)
+        except BaseException as exc:  # handed to the request; logged there if a bug
+            put(exc)
+        finally:
+            self.metrics.generations.labels(finish).inc()
+            self.metrics.stage_seconds.labels("generate").observe(
+                time.monotonic() - run.gen_started
+            )
+            self.metrics.in_flight.dec()
+            run.done.set()
+            self.gate.release_threadsafe()
+            put(_End())
+
+    def _note_cancel(self, exc: BaseException) -> None:
+        if isinstance(exc, GenerationTimeoutError):
+            self.metrics.cancellations.labels("timeout").inc()
+        elif isinstance(exc, ClientGoneError | asyncio.CancelledError):
+            self.metrics.cancellations.labels("disconnect").inc()
+
+    # ----------------------------------------------------------------- non-streaming
+    async def complete(
+        self, params: ChatParams, *, disconnected: Disconnected | None = None
+    ) -> dict[str, Any]:
+        """The whole answer as an OpenAI ``chat.completion`` object."""
+        prepared, started, deadline = await self._prepare(params)
+        if prepared.abstained:
+            answer = self.rag.finish(prepared, "", timings={"total_s": time.monotonic() - started})
+            self._report(params, answer)
+            return self.completion_body(answer)
+        run = await self._start(prepared, started, deadline, disconnected)
+        parts: list[str] = []
+        finish = "stop"
+        usage = Usage(prepared.prompt_tokens, 0)
+        try:
+            while (event := await run.next(disconnected)) is not None:
+                parts.append(event.delta)
+                if event.finish_reason is not None:
+                    finish = event.finish_reason
+                if event.usage is not None:
+                    usage = event.usage
+        except BaseException as exc:
+            run.cancel.set()
+            self._note_cancel(exc)
+            self._report_partial(params, Usage(usage.prompt_tokens, max(len(parts), 0)))
+            raise
+        answer = self._finish(run, "".join(parts), finish, usage)
+        self._report(params, answer)
+        return self.completion_body(answer)
+
+    def _finish(self, run: GenerationRun, text: str, finish: str, usage: Usage) -> Answer:
+        now = time.monotonic()
+        first = run.first_token_s if run.first_token_s is not None else now - run.started
+        self.metrics.stage_seconds.labels("first_token").observe(first)
+        timings = {
+            "first_token_s": first,
+            "generate_s": now - run.gen_started if run.gen_started else 0.0,
+            "total_s": now - run.started,
+        }
+        return self.rag.finish(
+            run.prepared, text, finish_reason=finish, usage=usage, timings=timings
+        )
+
+    def completion_body(self, answer: Answer) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.text},
+                    "finish_reason": answer.finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage_dict(answer.usage),
+            "citations": answer.citations,
+            "sources": answer.sources,
+            "enclave": enclave_extra(answer),
+        }
+
+    # ----------------------------------------------------------------- streaming
+    async def open_stream(
+        self, params: ChatParams, *, disconnected: Disconnected | None = None
+    ) -> ChatStream:
+        """Everything that can still fail with an HTTP status happens here: retrieval,
+        packing (400), the queue (429), waiting for the model (504) and the first event."""
+        prepared, started, deadline = await self._prepare(params)
+        if prepared.abstained:
+            return ChatStream(self, prepared, None, started, params=params)
+        run = await self._start(prepared, started, deadline, disconnected)
+        try:
+            first = await run.next(disconnected)
+        except BaseException as exc:
+            run.cancel.set()
+            self._note_cancel(exc)
+            self._report_partial(params, Usage(prepared.prompt_tokens, 0))
+            raise
+        return ChatStream(self, prepared, run, started, first, params=params)
+
+
+def usage_dict(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+def enclave_extra(answer: Answer) -> dict[str, Any]:
+    return {
+        "verified": answer.verified,
+        "removed": answer.removed,
+        "abstained": answer.abstained,
+        "timings": {k: round(v, 4) for k, v in answer.timings.items()},
+    }
+
+
+class ChatStream:
+    """An answer being streamed as OpenAI ``chat.completion.chunk`` events (SSE)."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        prepared: Prepared,
+        run: GenerationRun | None,
+        started: float,
+        first: StreamEvent | None = None,
+        *,
+        params: ChatParams | None = None,
+    ) -> None:
+        self.service = service
+        self.params = params or ChatParams(messages=[])
+        self._reported = False
+        self.prepared = prepared
+        self.run = run
+        self.started = started
+        self._first = first
+        self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+        self._closed = False
+        self._parts: list[str] = []
+        self._streamed = False
+        #: the sources hold instruction-like text: the deltas are held back until the answer
+        #: has been checked (see RagService.guard_answer), then sent as one
+        self._hold = bool(prepared.suspect_tokens) or any(s.withheld for s in prepared.sources)
+
+    def close(self) -> None:
+        """Stop the generation (the client went away or the response ended)."""
+        run = self.run
+        if run is not None:
+            if not run.done.is_set():
+                if not self._closed:
+                    self.service.metrics.cancellations.labels("disconnect").inc()
+                run.cancel.set()
+            if run._getter is not None and not run._getter.done():
+                run._getter.cancel()
+        self._closed = True
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.service.model_name,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
+
+    def _final(self, answer: Answer) -> dict[str, Any]:
+        chunk = self._chunk({}, answer.finish_reason)
+        chunk["usage"] = usage_dict(answer.usage)
+        chunk["citations"] = answer.citations
+        chunk["sources"] = answer.sources
+        extra = enclave_extra(answer)
+        extra["content"] = answer.text
+        chunk["enclave"] = extra
+        return chunk
+
+    async def events(self) -> AsyncIterator[str]:
+        """SSE lines: the role, content deltas as generated, a final chunk with
+        finish_reason, usage, citations, sources and the cleaned text, then ``[DONE]``."""
+        try:
+            yield sse(self._chunk({"role": "assistant", "content": ""}))
+            if self.run is None:  # abstained: no model call
+                answer = self.service.rag.finish(
+                    self.prepared, "", timings={"total_s": time.monotonic() - self.started}
+                )
+                self._reported = True
+                self.service._report(self.params, answer)
+                yield sse(self._chunk({"content": answer.text}))
+                yield sse(self._final(answer))
+                yield "data: [DONE]\n\n"
+                return
+            run = self.run
+            parts = self._parts
+            finish = "stop"
+            usage = Usage(self.prepared.prompt_tokens, 0)
+            event = self._first
+            try:
+                while event is not None:
+                    if event.delta:
+                        parts.append(event.delta)
+                        if not self._hold and leaks_system_prompt("".join(parts), SYSTEM_PROMPT):
+                            self._hold = True  # stop here; the final chunk has the refusal
+                        if not self._hold:
+                            self._streamed = True
+                            yield sse(self._chunk({"content": event.delta}))
+                    if event.finish_reason is not None:
+                        finish = event.finish_reason
+                    if event.usage is not None:
+                        usage = event.usage
+                    event = await run.next()
+            except GenerationTimeoutError:
+                self.service.metrics.cancellations.labels("timeout").inc()
+                self._closed = True
+                finish = "timeout"
+            except Exception as exc:
+                log.exception("generation failed mid-stream", exc_info=exc)
+                yield sse(
+                    {
+                        "error": {
+                            "message": "the generation failed",
+                            "type": "server_error",
+                            "param": None,
+                            "code": "generation_failed",
+                        }
+                    }
+                )
+                return
+            answer = self.service._finish(run, "".join(parts), finish, usage)
+            self._reported = True
+            self.service._report(self.params, answer)
+            if self._hold:  # held back for the answer check: now send the checked text
+                text = answer.text if not self._streamed else "\n\n" + answer.text
+                yield sse(self._chunk({"content": text}))
+            yield sse(self._final(answer))
+            yield "data: [DONE]\n\n"
+        finally:
+            if not self._reported and self.run is not None:
+                self._reported = True
+                self.service._report_partial(
+                    self.params, Usage(self.prepared.prompt_tokens, len(self._parts))
+                )
+            self.close()
+
+
+def sse(payload: dict[str, Any]) -> str:
+    return "data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")) + "\n\n"

@@ -1,0 +1,72 @@
+"""OpenAI-style embeddings with the index's own embedder."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from server.errors import BadParameterError
+
+if TYPE_CHECKING:
+    from models.embedder import Embedder
+
+#: the most inputs one request may embed
+MAX_INPUTS = 2048
+
+
+class EmbeddingService:
+    def __init__(self, embedder: Embedder, lock: threading.Lock | None = None) -> None:
+        self.embedder = embedder
+        self._lock = lock or threading.Lock()
+
+    def count(self, inputs: str | list[str], *, dimensions: int | None = None) -> int:
+        """Validate the inputs (BadParameterError) and count their tokens."""
+        return self._check([inputs] if isinstance(inputs, str) else list(inputs), dimensions)
+
+    def _check(self, texts: list[str], dimensions: int | None) -> int:
+        if not texts:
+            raise BadParameterError("input must not be empty", param="input")
+        if len(texts) > MAX_INPUTS:
+            raise BadParameterError(f"at most {MAX_INPUTS} inputs per request", param="input")
+        if dimensions is not None and dimensions != self.embedder.dimension:
+            raise BadParameterError(
+                f"this embedder produces {self.embedder.dimension} dimensions", param="dimensions"
+            )
+        limit = self.embedder.max_tokens
+        total = 0
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise BadParameterError(f"input[{i}] is empty", param="input")
+            n = self.embedder.count_tokens(text)
+            if n > limit:
+                raise BadParameterError(
+                    f"input[{i}] is {n} tokens; the embedding model accepts at most {limit}",
+                    param="input",
+                )
+            total += n
+        return total
+
+    def embed(
+        self, inputs: str | list[str], *, encoding_format: str = "float", dimensions: int | None
+    ) -> dict[str, Any]:
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        total = self._check(texts, dimensions)
+        with self._lock:
+            vectors = self.embedder.embed(texts)
+        data: list[dict[str, Any]] = []
+        for i, vec in enumerate(vectors):
+            value: Any
+            if encoding_format == "base64":
+                value = base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode("ascii")
+            else:
+                value = [float(x) for x in vec]
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        return {
+            "object": "list",
+            "data": data,
+            "model": self.embedder.name,
+            "usage": {"prompt_tokens": total, "total_tokens": total},
+        }

@@ -1,0 +1,152 @@
+"""What one app holds: settings, the heavy resources (loaded once), the services over them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from enclave.errors import EmbedderMismatchError, EnclaveError
+from server.gate import GenerationGate
+from server.metrics import Metrics
+from server.prompt import SYSTEM_PROMPT
+from server.rag import RagService
+from server.services.chat import ChatService
+from server.services.documents import DocumentService
+from server.services.embeddings import EmbeddingService
+
+if TYPE_CHECKING:
+    from enclave.security.guard import SecurityServices
+    from enclave.settings import Settings
+    from models.embedder import Embedder
+    from models.generator import Generator
+    from store.db import Store
+
+log = logging.getLogger("enclave.server")
+
+
+@dataclass
+class Services:
+    store: Store
+    embedder: Embedder
+    generator: Generator
+    rag: RagService
+    chat: ChatService
+    documents: DocumentService
+    embeddings: EmbeddingService
+    gate: GenerationGate
+
+
+class AppState:
+    """Resources given to ``create_app`` are used as they are; the rest load in the background
+    at startup, so ``/healthz`` answers at once and ``/readyz`` says 503 until all is loaded."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        generator: Generator | None = None,
+        embedder: Embedder | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.security: SecurityServices | None = None
+        self._generator = generator
+        self._embedder = embedder
+        self._store = store
+        self._owned: list[Generator] = []
+        self.services: Services | None = None
+        self.error: str | None = None
+        self.loading = False
+        self._thread: threading.Thread | None = None
+        self.loaded_in_s: float | None = None
+        if generator is not None and embedder is not None and store is not None:
+            self._build()
+
+    @property
+    def ready(self) -> bool:
+        return self.services is not None
+
+    def start_loading(self) -> None:
+        if self.services is not None or self._thread is not None:
+            return
+        self.loading = True
+        self._thread = threading.Thread(target=self._load, name="enclave-load", daemon=True)
+        self._thread.start()
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.ready
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        try:
+            if self._store is None:
+                from store.db import Store
+
+                self._store = Store(self.settings.lance_dir)
+            if self._embedder is None:
+                from models.embedder import load_embedder
+
+                self._embedder = load_embedder(self.settings.embedder)
+            if self._generator is None:
+                from models.generator import load_generator
+
+                self._generator = load_generator(self.settings.generator)
+                self._owned.append(self._generator)
+                self._generator.warmup(SYSTEM_PROMPT)
+            self._build()
+            self.loaded_in_s = time.monotonic() - started
+            log.info("models loaded and index open in %.1f s", self.loaded_in_s)
+        except EnclaveError as exc:
+            self.error = exc.message
+            log.error("cannot start: %s", exc.message)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("cannot start")
+        finally:
+            self.loading = False
+
+    def _build(self) -> None:
+        store, embedder, generator = self._store, self._embedder, self._generator
+        assert store is not None and embedder is not None and generator is not None
+        bound = store.embedder_name
+        if bound is not None and (bound != embedder.name or store.dimension != embedder.dimension):
+            raise EmbedderMismatchError(
+                f"the index at {store.path} was built with embedder {bound} "
+                f"(dimension {store.dimension}), but the server loaded {embedder.name} "
+                f"(dimension {embedder.dimension}); serve it with the same embedder"
+            )
+        rag = RagService(self.settings, store, embedder, generator)
+        gate = GenerationGate(
+            self.settings.server.queue_size, on_change=self.metrics.queue_depth.set
+        )
+        chat = ChatService(
+            rag,
+            gate,
+            self.metrics,
+            request_timeout_s=self.settings.server.request_timeout_s,
+            model_name=generator.name,
+        )
+        self.services = Services(
+            store=store,
+            embedder=embedder,
+            generator=generator,
+            rag=rag,
+            chat=chat,
+            documents=DocumentService(store),
+            embeddings=EmbeddingService(embedder, lock=rag._embed_lock),
+            gate=gate,
+        )
+
+    def close(self) -> None:
+        for generator in self._owned:
+            try:
+                generator.close()
+            except Exception:  # pragma: no cover - shutdown best effort
+                log.exception("closing the generator")
+        self._owned.clear()

@@ -1,0 +1,418 @@
+// The chat page: ask, stream the answer over SSE, turn [n] markers into citation chips that open
+// the cited passage, and keep the conversation in sessionStorage so a reload keeps it.
+
+import {
+  apiHeaders,
+  baseName,
+  describeError,
+  el,
+  errorFromResponse,
+  initChrome,
+  ApiError,
+} from "./common.js";
+
+const HISTORY_STORAGE = "enclave.chat.v1";
+// Markers the model writes, as the server recognises them: [1], [1, 3], [1; 3], [Source 2].
+const MARKER = /\[\s*(?:sources?\s*)?(\d{1,6}(?:\s*[,;]\s*(?:sources?\s*)?\d{1,6})*)\s*\]/gi;
+
+const dom = {
+  form: document.getElementById("composer"),
+  question: document.getElementById("question"),
+  send: document.getElementById("send"),
+  stop: document.getElementById("stop"),
+  messages: document.getElementById("messages"),
+  empty: document.getElementById("empty-state"),
+  newChat: document.getElementById("new-chat"),
+  panel: document.getElementById("source-panel"),
+  panelClose: document.getElementById("source-close"),
+  panelKicker: document.getElementById("source-kicker"),
+  panelTitle: document.getElementById("source-title"),
+  panelPath: document.getElementById("source-path"),
+  panelMeta: document.getElementById("source-meta"),
+  panelText: document.getElementById("source-text"),
+};
+
+/**
+ * The conversation: [{role: "user"|"assistant", content, citations?, error?, stopped?}].
+ * Only role and content go back to the server; the rest is for display.
+ */
+let turns = loadTurns();
+let inFlight = null; // AbortController of the running request
+let panelOpener = null; // the chip that opened the source panel, to give focus back
+
+// ---------------------------------------------------------------- storage
+
+function loadTurns() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(HISTORY_STORAGE) || "[]");
+    return Array.isArray(saved) ? saved.filter(isTurn) : [];
+  } catch {
+    return [];
+  }
+}
+
+function isTurn(t) {
+  return t && (t.role === "user" || t.role === "assistant") && typeof t.content === "string";
+}
+
+function saveTurns() {
+  try {
+    sessionStorage.setItem(HISTORY_STORAGE, JSON.stringify(turns));
+  } catch {
+    /* storage full or disabled: the conversation still lives on the page */
+  }
+}
+
+// ---------------------------------------------------------------- rendering
+
+/** Append `text` to `parent`, with citation markers turned into chips. */
+function renderAnswerText(parent, text, citations, pending) {
+  const byIndex = new Map((citations || []).map((c) => [Number(c.index), c]));
+  let last = 0;
+  for (const match of text.matchAll(MARKER)) {
+    parent.append(document.createTextNode(text.slice(last, match.index)));
+    const numbers = (match[1].match(/\d+/g) || []).map(Number);
+    for (const n of numbers) parent.append(citationChip(n, byIndex.get(n), pending));
+    last = match.index + match[0].length;
+  }
+  parent.append(document.createTextNode(text.slice(last)));
+}
+
+/**
+ * A chip for source n. While the answer streams the citations are not known yet, so the chip
+ * is inert; afterwards a marker with no matching citation (the server dropped it because the
+ * source does not support it) stays as muted text.
+ */
+function citationChip(n, citation, pending) {
+  if (citation) {
+    const label = describeSource(citation);
+    return el(
+      "button",
+      {
+        type: "button",
+        class: "cite",
+        "aria-label": `Source ${n}: ${label}`,
+        title: label,
+        dataset: { index: String(n) },
+        onclick: (event) => openSource(citation, event.currentTarget),
+      },
+      String(n),
+    );
+  }
+  return el(
+    "span",
+    { class: pending ? "cite cite-pending" : "cite cite-missing", "aria-hidden": "true" },
+    String(n),
+  );
+}
+
+/** "Title (file.md)", or just the file name when the title adds nothing. */
+function describeSource(citation) {
+  const file = baseName(citation.source);
+  const title = citation.title || "";
+  return title && title !== file ? `${title} (${file})` : file || title;
+}
+
+/** The list of cited sources under an answer. */
+function renderSources(citations, uncited = false) {
+  if (!citations || !citations.length) return null;
+  const list = el("ul", {
+    class: uncited ? "sources sources-uncited" : "sources",
+    "aria-label": uncited ? "Retrieved sources, not cited" : "Sources",
+  });
+  for (const c of citations) {
+    const name = c.title || baseName(c.source);
+    const where = [];
+    if (c.page !== null && c.page !== undefined) where.push(`p. ${c.page}`);
+    if (Array.isArray(c.heading_path) && c.heading_path.length) {
+      const section = c.heading_path[c.heading_path.length - 1];
+      if (section && section !== name) where.push(section);
+    }
+    list.append(
+      el(
+        "li",
+        {},
+        el(
+          "button",
+          {
+            type: "button",
+            class: "source-chip",
+            onclick: (event) => openSource(c, event.currentTarget),
+          },
+          el("span", { class: "source-chip-n" }, String(c.index)),
+          el("span", { class: "source-chip-name" }, name),
+          where.length ? el("span", { class: "source-chip-where" }, where.join(" · ")) : null,
+        ),
+      ),
+    );
+  }
+  return list;
+}
+
+function renderTurn(turn, pending = false) {
+  if (turn.role === "user") {
+    return el(
+      "li",
+      { class: "msg msg-user" },
+      el("p", { class: "visually-hidden" }, "You asked:"),
+      el("div", { class: "bubble" }, turn.content),
+    );
+  }
+  const body = el("div", { class: "answer" });
+  renderAnswerText(body, turn.content, turn.citations, pending);
+  if (pending && !turn.content) body.append(el("span", { class: "typing" }, "Thinking"));
+  const item = el(
+    "li",
+    { class: "msg msg-assistant" },
+    el("p", { class: "visually-hidden" }, "Enclave answered:"),
+    body,
+  );
+  if (!pending) {
+    const cited = renderSources(turn.citations);
+    if (cited) item.append(cited);
+    else if (turn.sources && turn.sources.length) {
+      // Nothing cited: still show what the answer was based on.
+      item.append(el("p", { class: "sources-label" }, "Retrieved sources (not cited)"));
+      item.append(renderSources(turn.sources, true));
+    }
+  }
+  if (turn.stopped) item.append(el("p", { class: "note" }, "Stopped before the end."));
+  if (turn.note) item.append(el("p", { class: "note" }, turn.note));
+  if (turn.error) item.append(el("p", { class: "error", role: "alert" }, turn.error));
+  return item;
+}
+
+function renderAll() {
+  dom.messages.replaceChildren(...turns.map((t) => renderTurn(t)));
+  dom.empty.hidden = turns.length > 0;
+}
+
+function scrollToEnd(force = false) {
+  // Follow the stream only when the reader is already near the bottom.
+  const nearBottom =
+    window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 160;
+  if (force || nearBottom) window.scrollTo({ top: document.documentElement.scrollHeight });
+}
+
+// ---------------------------------------------------------------- the source panel
+
+function openSource(citation, opener) {
+  if (panelOpener) panelOpener.classList.remove("is-open");
+  panelOpener = opener || null;
+  if (panelOpener) panelOpener.classList.add("is-open");
+  const name = citation.title || baseName(citation.source);
+  dom.panelKicker.textContent = `Source ${citation.index}`;
+  dom.panelTitle.textContent = name;
+  dom.panelPath.textContent = citation.source || "";
+  const meta = [];
+  meta.push(["File", baseName(citation.source) || "unknown"]);
+  if (citation.page !== null && citation.page !== undefined) meta.push(["Page", citation.page]);
+  if (Array.isArray(citation.heading_path) && citation.heading_path.length) {
+    meta.push(["Section", citation.heading_path.join(" › ")]);
+  }
+  if (typeof citation.similarity === "number") {
+    meta.push(["Similarity", citation.similarity.toFixed(2)]);
+  }
+  if (typeof citation.score === "number") meta.push(["Rank score", citation.score.toFixed(3)]);
+  dom.panelMeta.replaceChildren(
+    ...meta.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]),
+  );
+  dom.panelText.textContent = citation.snippet || citation.text || "(no passage text)";
+  dom.panel.hidden = false;
+  document.body.classList.add("panel-open");
+  dom.panel.focus();
+}
+
+function closeSource() {
+  if (dom.panel.hidden) return;
+  dom.panel.hidden = true;
+  document.body.classList.remove("panel-open");
+  if (panelOpener) {
+    panelOpener.classList.remove("is-open");
+    if (panelOpener.isConnected) panelOpener.focus();
+  }
+  panelOpener = null;
+}
+
+// ---------------------------------------------------------------- streaming
+
+/**
+ * Read an SSE body and call onEvent(obj) for every `data:` JSON payload until `[DONE]`.
+ * Events are separated by a blank line; one event may carry several `data:` lines.
+ */
+async function readEventStream(body, onEvent) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let boundary;
+    while ((boundary = buffer.search(/\r?\n\r?\n/)) >= 0) {
+      const raw = buffer.slice(0, boundary);
+      buffer = buffer.slice(boundary).replace(/^\r?\n\r?\n/, "");
+      const data = raw
+        .split(/\r?\n/)
+        .filter((line) => line.startsWith("data:"))
+        .map((line) => line.slice(5).replace(/^ /, ""))
+        .join("\n");
+      if (!data) continue; // comments (": keep-alive") and other fields
+      if (data === "[DONE]") return;
+      let payload;
+      try {
+        payload = JSON.parse(data);
+      } catch {
+        continue; // not JSON: ignore rather than break the answer
+      }
+      onEvent(payload);
+    }
+  }
+}
+
+function historyForServer() {
+  // Failed or empty turns are display-only; the server sees the real exchange.
+  return turns
+    .filter((t) => t.content && !t.error)
+    .map((t) => ({ role: t.role, content: t.content }));
+}
+
+async function ask(question) {
+  const userTurn = { role: "user", content: question };
+  turns.push(userTurn);
+  const messages = historyForServer();
+  const answer = { role: "assistant", content: "", citations: [] };
+  turns.push(answer);
+  saveTurns();
+
+  dom.empty.hidden = true;
+  dom.messages.append(renderTurn(userTurn));
+  let node = renderTurn(answer, true);
+  dom.messages.append(node);
+  dom.messages.setAttribute("aria-busy", "true");
+  setBusy(true);
+  scrollToEnd(true);
+
+  // Repaint at most once per frame however fast tokens arrive.
+  let scheduled = false;
+  const repaint = (pending) => {
+    const fresh = renderTurn(answer, pending);
+    node.replaceWith(fresh);
+    node = fresh;
+    scrollToEnd();
+  };
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      if (inFlight) repaint(true);
+    });
+  };
+
+  const controller = new AbortController();
+  inFlight = controller;
+  try {
+    const response = await fetch("v1/chat/completions", {
+      method: "POST",
+      headers: apiHeaders({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+      body: JSON.stringify({ messages, stream: true }),
+      signal: controller.signal,
+    });
+    if (!response.ok) throw await errorFromResponse(response);
+    if (!response.body) throw new ApiError("The server sent no answer body.");
+    await readEventStream(response.body, (event) => {
+      if (event.error) {
+        const e = event.error;
+        throw new ApiError(typeof e === "string" ? e : e.message || "The answer failed.");
+      }
+      const choice = Array.isArray(event.choices) ? event.choices[0] : null;
+      const delta = choice && choice.delta && choice.delta.content;
+      if (typeof delta === "string" && delta) {
+        answer.content += delta;
+        schedule();
+      }
+      // The final chunk: verified citations, every retrieved source, and the answer text
+      // with markers that point to no source removed (it replaces the streamed text).
+      if (Array.isArray(event.citations)) answer.citations = event.citations;
+      if (Array.isArray(event.sources)) answer.sources = event.sources;
+      if (event.enclave && typeof event.enclave.content === "string") {
+        answer.content = event.enclave.content;
+      }
+      const finish = choice && choice.finish_reason;
+      if (finish === "cancelled") answer.stopped = true;
+      else if (finish === "length") answer.note = "The answer reached the length limit.";
+      else if (finish === "timeout") answer.note = "Cut short: the server's time limit ran out.";
+    });
+    if (!answer.content && !answer.error) answer.content = "(The model returned no text.)";
+  } catch (err) {
+    if (err && err.name === "AbortError") answer.stopped = true;
+    else answer.error = describeError(err);
+  } finally {
+    controller.abort(); // closes the connection if we stopped reading early (error, stop)
+    inFlight = null;
+    saveTurns();
+    repaint(false);
+    dom.messages.setAttribute("aria-busy", "false");
+    setBusy(false);
+  }
+}
+
+function setBusy(busy) {
+  dom.send.hidden = busy;
+  dom.stop.hidden = !busy;
+  dom.question.setAttribute("aria-busy", String(busy));
+  if (!busy) dom.question.focus();
+}
+
+// ---------------------------------------------------------------- events
+
+function autosize() {
+  dom.question.style.height = "auto";
+  dom.question.style.height = `${Math.min(dom.question.scrollHeight, 200)}px`;
+}
+
+dom.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const question = dom.question.value.trim();
+  if (!question || inFlight) return;
+  dom.question.value = "";
+  autosize();
+  ask(question);
+});
+
+dom.question.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    dom.form.requestSubmit();
+  }
+});
+dom.question.addEventListener("input", autosize);
+
+dom.stop.addEventListener("click", () => inFlight && inFlight.abort());
+
+dom.newChat.addEventListener("click", () => {
+  if (inFlight) inFlight.abort();
+  turns = [];
+  saveTurns();
+  closeSource();
+  renderAll();
+  dom.question.value = "";
+  autosize();
+  dom.question.focus();
+});
+
+for (const button of document.querySelectorAll(".suggestion")) {
+  button.addEventListener("click", () => {
+    if (inFlight) return;
+    ask(button.textContent.trim());
+  });
+}
+
+dom.panelClose.addEventListener("click", closeSource);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") closeSource();
+});
+
+initChrome();
+renderAll();
+if (turns.length) window.scrollTo({ top: document.documentElement.scrollHeight });

@@ -1,0 +1,96 @@
+"""Answer metrics: SQuAD normalisation, F1, sentence splitting and the faithfulness proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from eval.answer_metrics import (
+    answer_similarity,
+    exact_match,
+    faithfulness,
+    groundedness,
+    markers,
+    normalize_answer,
+    split_sentences,
+    strip_markers,
+    supported_share,
+    token_f1,
+)
+from models.embedder import HashEmbedder
+
+
+def _embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    return HashEmbedder(dimension=256).embed(list(texts))
+
+
+def test_squad_normalisation_and_scores() -> None:
+    assert normalize_answer("The  Cat, sat!") == "cat sat"
+    assert exact_match("the cat [1].", ["A cat"]) == 1.0
+    assert exact_match("dog", ["cat", "bird"]) == 0.0
+    # pred "cat sat on mat" vs ref "cat sat": p = 2/4, r = 1 -> f1 = 2/3
+    assert token_f1("The cat sat on the mat", ["cat sat"]) == pytest.approx(2 / 3)
+    assert token_f1("cat", ["dog", "cat"]) == 1.0  # max over references
+    assert token_f1("", ["cat"]) == 0.0
+
+
+def test_markers_and_sentences() -> None:
+    text = "Martha kept the light. [1, 2] She climbed 112 steps [2].\nDone [Source 3]"
+    assert markers(text) == [1, 2, 2, 3]
+    assert split_sentences(text) == [
+        "Martha kept the light. [1, 2]",
+        "She climbed 112 steps [2].",
+        "Done [Source 3]",
+    ]
+    assert strip_markers("She climbed [2].") == "She climbed."
+
+
+def test_faithfulness_supported_and_unsupported() -> None:
+    sources = {
+        1: "Martha Quill kept the Gull Rock lighthouse for forty years.",
+        2: "Bees make honey from nectar.",
+    }
+    support = faithfulness(
+        "Martha Quill kept the Gull Rock lighthouse [1]. Penguins fly to Mars every winter [2].",
+        sources,
+        _embed,
+    )
+    assert [s.supported for s in support] == [True, False]
+    assert support[0].overlap == 1.0
+    assert supported_share(support) == 0.5
+
+
+def test_uncited_sentence_inherits_the_next_marker() -> None:
+    sources = {1: "Bees make honey from nectar. Workers dance to show flowers."}
+    support = faithfulness(
+        "Bees make honey from nectar. Workers dance to show flowers [1].", sources, _embed
+    )
+    assert [s.cited for s in support] == [[1], [1]]
+    assert all(s.supported for s in support)
+
+
+def test_citing_nothing_or_a_missing_source_is_unsupported() -> None:
+    sources = {1: "Bees make honey from nectar."}
+    assert not faithfulness("Bees make honey from nectar.", sources, _embed)[0].supported
+    assert not faithfulness("Bees make honey from nectar [4].", sources, _embed)[0].supported
+
+
+def test_groundedness_accepts_any_passage() -> None:
+    support = groundedness(
+        "Bees make honey from nectar.",
+        ["Coffee is roasted.", "Bees make honey from nectar."],
+        _embed,
+    )
+    assert supported_share(support) == 1.0
+    assert faithfulness("Yes.", {1: "x"}, _embed) == []  # no claim to check
+
+
+def test_answer_similarity_with_real_embedder(bundled_embedder) -> None:
+    close = answer_similarity("Martha Quill [1].", ["Martha Quill"], bundled_embedder.embed)
+    far = answer_similarity("Honey bees dance.", ["Martha Quill"], bundled_embedder.embed)
+    assert close is not None and far is not None
+    assert close > 0.95 > far
+    assert answer_similarity("", ["x"], bundled_embedder.embed) is None

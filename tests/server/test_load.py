@@ -1,0 +1,180 @@
+"""Under load and failure: the bounded queue (429 + Retry-After), cancellation when the client
+goes away, request timeouts, readiness. Real uvicorn and the openai SDK; the generator is a
+fake (blocking or slow) because the behaviour under test is the server's, not the model's."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from enclave.settings import SecuritySettings, Settings
+from models.generator import FakeGenerator
+from server.app import create_app
+from tests.server.conftest import BlockingGenerator, Live, hash_store, live_server
+
+DOCS = {
+    "falcon.md": "Project Falcon launches on 14 March 2027 with a budget of 3.2 million euros.",
+    "leave.txt": "Every employee receives 27 days of paid annual leave.",
+}
+QUESTION = [{"role": "user", "content": "When does Project Falcon launch?"}]
+LONG_REPLY = " ".join(f"word{i} [1]" for i in range(3000))
+
+
+def _server(tmp_path: Path, generator: Any, **server: Any) -> Any:
+    settings = Settings(
+        data_dir=tmp_path / "data", server=server, security=SecuritySettings(auth=False)
+    )
+    store, emb = hash_store(tmp_path / "data", DOCS)
+    app = create_app(settings, generator=generator, embedder=emb, store=store)
+    return live_server(app, settings)
+
+
+def sdk(live: Live, timeout: float = 30) -> OpenAI:
+    return OpenAI(base_url=live.v1, api_key="x", max_retries=0, timeout=timeout)
+
+
+def test_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+    gen = BlockingGenerator()
+    with _server(tmp_path, gen, queue_size=1) as live:
+        results: list[Any] = []
+
+        def ask() -> None:
+            try:
+                results.append(sdk(live).chat.completions.create(model="x", messages=QUESTION))
+            except Exception as exc:  # collected and asserted below
+                results.append(exc)
+
+        first = threading.Thread(target=ask)
+        first.start()
+        assert gen.started.acquire(timeout=10)  # the model is busy
+        second = threading.Thread(target=ask)
+        second.start()
+        deadline = time.monotonic() + 10
+        while live.metric("enclave_queue_depth") < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with pytest.raises(openai.RateLimitError) as info:
+            sdk(live).chat.completions.create(model="x", messages=QUESTION)
+        assert int(info.value.response.headers["retry-after"]) >= 1
+        assert isinstance(info.value.body, dict) and info.value.body["code"] == "queue_full"
+        r = httpx.post(live.v1 + "/chat/completions", json={"messages": QUESTION, "stream": True})
+        assert r.status_code == 429 and r.json()["error"]["type"] == "rate_limit_error"
+        gen.release.set()
+        first.join(20)
+        second.join(20)
+        assert len(results) == 2
+        assert all(not isinstance(r, Exception) for r in results), results
+        assert live.metric("enclave_rejected_total", cause="queue_full") == 2
+        assert live.metric("enclave_queue_depth") == 0
+
+
+def test_stream_disconnect_cancels_within_a_second(tmp_path: Path) -> None:
+    gen = FakeGenerator(reply=LONG_REPLY, token_delay_s=0.01)  # 3,000 tokens: ~60 s if uncut
+    with _server(tmp_path, gen) as live:
+        stream = sdk(live).chat.completions.create(
+            model="x", messages=QUESTION, stream=True, max_tokens=512
+        )
+        got = 0
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                got += 1
+                if got == 3:
+                    break
+        stream.close()
+        closed = time.monotonic()
+        while live.metric("enclave_generations_in_flight") > 0:
+            assert time.monotonic() - closed < 1.0, "generation still running after 1 s"
+            time.sleep(0.02)
+        assert live.metric("enclave_generations_total", finish_reason="cancelled") == 1
+        assert live.metric("enclave_cancellations_total", cause="disconnect") == 1
+        # the model is free again: the next request is served at once
+        gen.reply = "Done [1]."
+        resp = sdk(live).chat.completions.create(model="x", messages=QUESTION)
+        assert resp.choices[0].message.content == "Done [1]."
+
+
+def test_non_streaming_disconnect_cancels(tmp_path: Path) -> None:
+    gen = FakeGenerator(reply=LONG_REPLY, token_delay_s=0.01)
+    with _server(tmp_path, gen) as live:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                live.v1 + "/chat/completions",
+                json={"messages": QUESTION, "max_tokens": 512},
+                timeout=httpx.Timeout(10, read=0.5),
+            )
+        closed = time.monotonic()
+        while live.metric("enclave_generations_in_flight") > 0:
+            assert time.monotonic() - closed < 1.0, "generation still running after 1 s"
+            time.sleep(0.02)
+        assert live.metric("enclave_generations_total", finish_reason="cancelled") == 1
+
+
+def test_request_timeout(tmp_path: Path) -> None:
+    gen = FakeGenerator(reply=LONG_REPLY, token_delay_s=0.01)
+    with _server(tmp_path, gen, request_timeout_s=0.6) as live:
+        started = time.monotonic()
+        r = httpx.post(live.v1 + "/chat/completions", json={"messages": QUESTION}, timeout=10)
+        assert r.status_code == 504
+        assert r.json()["error"]["code"] == "generation_timeout"
+        assert time.monotonic() - started < 3
+        chunks = list(sdk(live).chat.completions.create(model="x", messages=QUESTION, stream=True))
+        final = chunks[-1]
+        assert final.choices[0].finish_reason == "timeout"
+        extra = final.model_extra or {}
+        assert extra["enclave"]["content"].startswith("word0 [1]")
+        assert extra["citations"][0]["index"] == 1
+        assert live.metric("enclave_cancellations_total", cause="timeout") == 2
+
+
+def test_max_tokens_is_clamped_to_the_cap(tmp_path: Path) -> None:
+    gen = FakeGenerator(reply=LONG_REPLY)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        generator={"max_tokens": 20},
+        security=SecuritySettings(auth=False),
+    )
+    store, emb = hash_store(tmp_path / "data", DOCS)
+    app = create_app(settings, generator=gen, embedder=emb, store=store)
+    with live_server(app, settings) as live:
+        resp = sdk(live).chat.completions.create(model="x", messages=QUESTION, max_tokens=100_000)
+        assert resp.choices[0].finish_reason == "length"
+        assert resp.usage is not None and resp.usage.completion_tokens == 20
+
+
+def test_models_load_in_the_lifespan(tmp_path: Path) -> None:
+    ok = Settings(
+        data_dir=tmp_path / "ok",
+        embedder={"model": "hash"},
+        generator={"model": "fake"},
+        security=SecuritySettings(auth=False),
+    )
+    with live_server(create_app(ok), ok) as live:  # waits until /readyz says 200
+        ready = httpx.get(live.base_url + "/readyz").json()
+        assert ready["generator"] == "fake" and ready["embedder"] == "hash-64"
+
+
+def test_failed_loading_is_503_not_500(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    broken = Settings(
+        data_dir=tmp_path / "broken",
+        embedder={"model": str(tmp_path / "no-such-model")},
+        generator={"model": "fake"},
+        security=SecuritySettings(auth=False),
+    )
+    app = create_app(broken)
+    with TestClient(app) as client:
+        app.state.enclave.wait_loaded(30)
+        assert client.get("/healthz").status_code == 200
+        r = client.get("/readyz")
+        assert r.status_code == 503 and "no-such-model" in r.json()["error"]["message"]
+        r = client.post("/v1/search", json={"query": "x"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable"
+        assert r.headers["retry-after"] == "5"
