@@ -1,5 +1,5 @@
 """Shared fixtures. Real components by default: the bundled embedder (loaded once per session),
-real LanceDB in a temporary folder. No test reads ../shared or the user's home.
+real LanceDB in a temporary folder. No test reads data outside its own folders, nor the user's home.
 """
 
 from __future__ import annotations

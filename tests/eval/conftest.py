@@ -1,4 +1,4 @@
-"""Small evaluation datasets written into tmp_path (no test reads ../shared)."""
+"""Small evaluation datasets written into tmp_path; no test reads data outside it."""
 
 from __future__ import annotations
 
