@@ -1,8 +1,8 @@
 """Generation benchmark: raw llama-cpp-python vs Enclave's generator adapter, and time to first
 token of a RAG-shaped prompt with its fixed system prompt cached vs cold.
 
-    .venv/bin/python benchmarks/generation_bench.py [--threads N] [--n-ctx 4096]
-        [--max-tokens 128] [--repeats 3] [--json]
+    .venv/bin/python benchmarks/generation_bench.py [--threads N] [--n-gpu-layers -1]
+        [--n-ctx 4096] [--max-tokens 128] [--repeats 3] [--json]
 
 * raw: ``llama_cpp.Llama`` with the generator's settings (n_ctx, threads, n_batch, seed,
   sampling), the prompt evaluated from an empty cache (prefill tok/s), then ``Llama.generate``
@@ -31,9 +31,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from enclave.native import preload_generator_runtime
 from enclave.offline import enforce_offline
 
 enforce_offline()
+preload_generator_runtime()
 
 SYSTEM_PROMPT = (
     "You are Enclave, an assistant that answers questions using only the numbered sources "
@@ -115,7 +117,9 @@ SHORT_MESSAGES = [
 ]
 
 
-def _raw_llama(path: str, n_ctx: int, threads: int, n_batch: int = 512, seed: int = 0) -> Any:
+def _raw_llama(
+    path: str, n_ctx: int, threads: int, n_batch: int = 512, seed: int = 0, n_gpu_layers: int = 0
+) -> Any:
     from llama_cpp import Llama
 
     return Llama(
@@ -123,6 +127,7 @@ def _raw_llama(path: str, n_ctx: int, threads: int, n_batch: int = 512, seed: in
         n_ctx=n_ctx,
         n_threads=threads,
         n_threads_batch=threads,
+        n_gpu_layers=n_gpu_layers,
         n_batch=min(n_batch, n_ctx),
         seed=seed,
         verbose=False,
@@ -228,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="bundled", help="'bundled' or a GGUF path")
     parser.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    parser.add_argument("--n-gpu-layers", type=int, default=0, help="-1 = every layer on the GPU")
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
@@ -239,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     path = resolve_generator_path(args.model)
     threads = args.threads or os.cpu_count() or 1
     load_before = os.getloadavg()
-    gen = LlamaCppGenerator(path, n_ctx=args.n_ctx, n_threads=threads)
-    raw = _raw_llama(str(path), args.n_ctx, threads)
+    gen = LlamaCppGenerator(
+        path, n_ctx=args.n_ctx, n_threads=threads, n_gpu_layers=args.n_gpu_layers
+    )
+    raw = _raw_llama(str(path), args.n_ctx, threads, n_gpu_layers=args.n_gpu_layers)
     report: dict[str, Any] = {
         "model": path.name,
         "threads": threads,
+        "layers_on_gpu": gen.describe()["layers_on_gpu"],
         "n_ctx": args.n_ctx,
         "cpu_count": os.cpu_count(),
     }
@@ -309,7 +318,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
     else:
         d, p, f = report["decode"], report["prefill"], report["first_token"]
-        print(f"model {report['model']}, {threads} threads, n_ctx {args.n_ctx}")
+        print(
+            f"model {report['model']}, {threads} threads, n_ctx {args.n_ctx}, "
+            f"{report['layers_on_gpu']} layers on the GPU"
+        )
         print(
             f"decode  raw {d['raw_decode_tok_s']} tok/s, adapter {d['adapter_decode_tok_s']} "
             f"tok/s, ratio {d['ratio']} (tokens {d['tokens']})"

@@ -28,9 +28,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from enclave.native import preload_generator_runtime
 from enclave.offline import enforce_offline
 
 enforce_offline()
+preload_generator_runtime()
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
@@ -185,6 +187,7 @@ def build_index(root: Path, embedder: Any) -> Settings:
         generator={"n_ctx": 2048, "max_tokens": 256},
         retrieval={"top_k": 3},
         server={"queue_size": 8},
+        security={"auth": False},  # a loopback bench: keys are not what it measures
     )
     ingest_paths(settings, [docs], embedder=embedder)
     return settings
@@ -204,11 +207,12 @@ def bench_generation(report: dict[str, Any], rounds: int, max_tokens: int) -> No
     settings = build_index(root, embedder)
     gen = load_generator(settings.generator)
     threads = getattr(gen, "n_threads", 2)
+    batch_threads = getattr(gen, "n_threads_batch", threads)
     raw = Llama(
         model_path=str(bundled_generator_path()),
         n_ctx=2048,
         n_threads=threads,
-        n_threads_batch=threads,
+        n_threads_batch=batch_threads,
         verbose=False,
         seed=0,
     )
@@ -228,6 +232,7 @@ def bench_generation(report: dict[str, Any], rounds: int, max_tokens: int) -> No
         report["generation"] = {
             "rounds": rounds,
             "threads": threads,
+            "threads_batch": batch_threads,
             "prompt_tokens": gen.count_chat_tokens(messages),
             "server_decode_tok_s": round(srv, 1),
             "raw_decode_tok_s": round(rw, 1),

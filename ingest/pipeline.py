@@ -47,10 +47,10 @@ from enclave.offline import enforce_offline
 from enclave.settings import Settings
 from ingest.chunk import Chunk, Chunker, ChunkingError, chunk_document
 from ingest.clean import CleanDocument, UnreadableDocument, clean_document
+from ingest.snapshot import index_signature, load_snapshot, write_snapshot
 from ingest.types import ParsedDocument, ParseError, Source
 from ingest.walk import WalkedFile, WalkIssue, check_roots, is_under, walk
 from models.embedder import Embedder
-from store.db import Store
 from store.records import (
     STATUS_EMPTY,
     STATUS_FAILED,
@@ -62,6 +62,7 @@ from store.records import (
 
 if TYPE_CHECKING:
     from enclave.security.policy import AclPolicy
+    from store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class IngestSummary:
     embedder: str = ""
     data_dir: str = ""
     stages: dict[str, float] = field(default_factory=dict)
+    #: nothing to do, decided from the snapshot without opening LanceDB (ingest/snapshot.py)
+    from_snapshot: bool = False
 
     @property
     def ok(self) -> bool:
@@ -120,6 +123,7 @@ class IngestSummary:
             "embedder": self.embedder,
             "data_dir": self.data_dir,
             "stages": {k: round(v, 3) for k, v in self.stages.items()},
+            "from_snapshot": self.from_snapshot,
         }
 
 
@@ -284,6 +288,7 @@ class _Run:
             log.info("removed %d orphan chunks left by an interrupted run", removed)
             self.summary.chunks_deleted += removed
             self.wrote = True
+        signature = index_signature(self.store.path)
         state = self.store.documents_state()
         self.stages["setup_s"] = time.perf_counter() - t0
         tw = time.perf_counter()
@@ -325,12 +330,24 @@ class _Run:
             tws = time.perf_counter()
             self.store.optimize()
             self.stages["optimize_s"] = time.perf_counter() - tws
+        self._snapshot(None if self.wrote else (signature, state))
         self.stages["embedder_load_s"] = self.lazy.load_seconds
         self.summary.stages = self.stages
         self.summary.embedder = self.embedder_name or (self.store.embedder_name or "")
         self.summary.seconds = time.perf_counter() - t0
-        self._write_last(self.summary)
+        write_last_ingest(self.settings, self.roots, self.summary)
         return self.summary
+
+    def _snapshot(self, read: tuple[str | None, dict[str, DocumentRecord]] | None) -> None:
+        """Leave the snapshot of the documents table for the next run (ingest/snapshot.py):
+        the rows read at the start when nothing was written, else read again."""
+        if read is None:
+            signature = index_signature(self.store.path)
+            state = self.store.documents_state()
+        else:
+            signature, state = read
+        if signature is not None and index_signature(self.store.path) == signature:
+            write_snapshot(self.settings.data_dir, signature, state, _retryable)
 
     def _check_embedder(self) -> None:
         """Refuse a different embedder up front, before any work (exit code 2)."""
@@ -736,16 +753,79 @@ class _Run:
             self.store.set_groups(ids, list(groups))
             self.wrote = True
 
-    def _write_last(self, summary: IngestSummary) -> None:
-        path = Path(self.settings.data_dir) / LAST_INGEST_FILE
-        data = {"finished_at": now_iso(), "roots": self.roots, "summary": summary.to_dict()}
-        with contextlib.suppress(OSError):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data, indent=2), "utf-8")
-            os.replace(tmp, path)
-
 
 _NOTHING: Any = object()
+
+
+def write_last_ingest(settings: Settings, roots: list[str], summary: IngestSummary) -> None:
+    """The record ``enclave status`` shows: when the last run finished, over what, and its
+    summary."""
+    path = Path(settings.data_dir) / LAST_INGEST_FILE
+    data = {"finished_at": now_iso(), "roots": roots, "summary": summary.to_dict()}
+    with contextlib.suppress(OSError):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2), "utf-8")
+        os.replace(tmp, path)
+
+
+def unchanged_run(
+    settings: Settings,
+    roots: list[str],
+    *,
+    prune: bool,
+    groups: list[str] | None,
+    policy: AclPolicy,
+    embedder: Embedder | None,
+) -> IngestSummary | None:
+    """The summary of a run with nothing to do, decided from the snapshot without opening
+    LanceDB; None when the snapshot cannot tell (then the full path runs)."""
+    ing = settings.ingest
+    if ing.rehash or groups is not None or policy.rules:
+        return None
+    t0 = time.perf_counter()
+    snapshot = load_snapshot(settings.data_dir, settings.lance_dir)
+    if snapshot is None:
+        return None
+    from store.records import read_index_meta
+
+    bound = str(read_index_meta(settings.lance_dir).get("embedder") or "")
+    expected = embedder.name if embedder is not None else expected_embedder_name(settings)
+    if not bound or (expected and not same_embedder(bound, expected)):
+        return None  # the full path explains the mismatch
+    setup_s = time.perf_counter() - t0
+    tw = time.perf_counter()
+    from ingest.parse import SUPPORTED_EXTENSIONS
+
+    summary = IngestSummary(data_dir=str(settings.data_dir), embedder=bound)
+    seen: set[str] = set()
+    skipped: dict[str, int] = {}
+    for item in walk(
+        roots,
+        include=ing.include,
+        exclude=ing.exclude,
+        extensions=SUPPORTED_EXTENSIONS,
+        skipped=skipped,
+    ):
+        if isinstance(item, WalkIssue):
+            return None
+        entry = snapshot.docs.get(item.path)
+        if entry is None or entry.retry or (entry.size, entry.mtime) != (item.size, item.mtime):
+            return None
+        seen.add(item.path)
+        summary.unchanged += 1
+        if entry.status != STATUS_OK:
+            summary.previously_failed += 1
+    if prune and any(
+        path not in seen and any(is_under(path, r) for r in roots) and not os.path.exists(path)
+        for path in snapshot.docs
+    ):
+        return None
+    summary.files_seen = summary.unchanged
+    summary.skipped_unsupported = skipped.get("unsupported", 0)
+    summary.stages = {"walk_s": time.perf_counter() - tw, "setup_s": setup_s}
+    summary.from_snapshot = True
+    summary.seconds = time.perf_counter() - t0
+    return summary
 
 
 def read_last_ingest(data_dir: Path | str) -> dict[str, Any] | None:
@@ -781,6 +861,14 @@ def ingest_paths(
 
     policy = AclPolicy.load(settings.security.policy_file)  # ConfigError: exit code 2
     if store is None:
+        quick = unchanged_run(
+            settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
+        )
+        if quick is not None:
+            write_last_ingest(settings, roots, quick)
+            return quick
+        from store.db import Store
+
         store = Store(settings.lance_dir)
     run = _Run(
         settings,

@@ -9,6 +9,7 @@ import typer
 
 from enclave.cli import ConfigOpt, DataDirOpt, build_settings, fail
 from enclave.errors import EnclaveError
+from enclave.native import preload_generator_runtime
 from enclave.settings import Settings
 
 
@@ -43,6 +44,7 @@ def serve_command(
     Loads the configured models (the bundled ones by default) at startup; GET /readyz
     answers 200 once they are loaded. Every /v1 request needs 'Authorization: Bearer <key>'
     (create keys with `enclave keys create`) unless --no-auth is given."""
+    preload_generator_runtime()
     overrides: dict[str, object] = {"server": {"host": host, "port": port}}
     if no_auth:
         overrides["security"] = {"auth": False}

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,7 @@ from server.prompt import (
     format_source,
     format_user_turn,
 )
+from server.support import attribute_sentences
 from store.db import fuse
 from store.records import SearchFilters, SearchHit
 
@@ -133,6 +134,9 @@ class Answer:
     #: why the model's answer was replaced by a refusal: "system_prompt_leak",
     #: "injected_text", or None
     guard: str | None = None
+    #: sentences without a citation marker matched to the source that supports them
+    #: (server/support.py); never written into ``text`` and never counted as ``verified``
+    attributed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def flagged_sources(self) -> int:
@@ -483,6 +487,12 @@ class RagService:
         sources = [source_entry(p, p.index in cited) for p in prepared.sources]
         by_index = {s["index"]: s for s in sources}
         citations = [by_index[i] for i in verified]
+        started = time.perf_counter()
+        attributed = self.attribute(check.text, prepared)
+        if attributed:
+            all_timings["attribute_s"] = time.perf_counter() - started
+        for a in attributed:
+            by_index[a["index"]]["attributed"] = True
         return Answer(
             text=check.text.strip(),
             citations=citations,
@@ -495,7 +505,23 @@ class RagService:
             sources=sources,
             finish_reason=finish_reason,
             raw_text=text,
+            attributed=attributed,
         )
+
+    def attribute(self, text: str, prepared: Prepared) -> list[dict[str, Any]]:
+        """The answer's uncited sentences matched to the sources given to the model (not the
+        withheld ones), when ``server.attribute_sentences`` is on."""
+        if not self.settings.server.attribute_sentences or not text.strip():
+            return []
+        passages = {p.index: p.text for p in prepared.sources if not p.withheld}
+        if not passages:
+            return []
+
+        def embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            with self._embed_lock:
+                return self.embedder.embed(list(texts))
+
+        return [a.to_dict() for a in attribute_sentences(text, passages, embed)]
 
     @staticmethod
     def guard_answer(text: str, prepared: Prepared) -> str | None:
@@ -596,6 +622,7 @@ def source_entry(packed: PackedSource, verified: bool) -> dict[str, Any]:
         "verified": verified,
         "flags": list(hit.flags),
         "withheld": packed.withheld,
+        "attributed": False,
     }
 
 

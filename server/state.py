@@ -102,6 +102,9 @@ class AppState:
             self._build()
             self.loaded_in_s = time.monotonic() - started
             log.info("models loaded and index open in %.1f s", self.loaded_in_s)
+            info = self._generator.describe() if self._generator else {}
+            if "layers_on_gpu" in info:
+                log.info("generator %s: %s layers on the GPU", info["name"], info["layers_on_gpu"])
         except EnclaveError as exc:
             self.error = exc.message
             log.error("cannot start: %s", exc.message)

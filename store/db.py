@@ -30,17 +30,18 @@ import pyarrow as pa
 
 from enclave.errors import EmbedderMismatchError, UsageError
 from store.records import (
+    META_FILE,
     STATUS_OK,
     ChunkRecord,
     DocumentRecord,
     SearchFilters,
     SearchHit,
+    read_index_meta,
     valid_group,
 )
 
 DOCUMENTS = "documents"
 CHUNKS = "chunks"
-META_FILE = "enclave-index.json"
 INDEX_FORMAT = 1
 
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
@@ -158,11 +159,7 @@ class Store:
         return self.path / META_FILE
 
     def meta(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads(self.meta_path.read_text("utf-8"))
-            return data
-        except FileNotFoundError:
-            return {}
+        return read_index_meta(self.path)
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
         tmp = self.meta_path.with_suffix(".tmp")

@@ -17,6 +17,21 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_EMPTY = "empty"
 
+#: the index's binding to its embedder, beside the tables in the LanceDB folder
+META_FILE = "enclave-index.json"
+
+
+def read_index_meta(lance_dir: str | Path) -> dict[str, Any]:
+    """The index's ``enclave-index.json`` (embedder name, dimension), ``{}`` when absent; read
+    without opening LanceDB."""
+    import json
+
+    try:
+        data: dict[str, Any] = json.loads((Path(lance_dir) / META_FILE).read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    return data
+
 
 def normalise_path(path: str | Path) -> str:
     """Absolute, symlink-free, '/'-separated path: the key a document is known by."""

@@ -311,6 +311,7 @@ def enclave_extra(answer: Answer) -> dict[str, Any]:
         "verified": answer.verified,
         "removed": answer.removed,
         "abstained": answer.abstained,
+        "attributed": answer.attributed,
         "timings": {k: round(v, 4) for k, v in answer.timings.items()},
     }
 

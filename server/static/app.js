@@ -113,12 +113,18 @@ function describeSource(citation) {
   return title && title !== file ? `${title} (${file})` : file || title;
 }
 
-/** The list of cited sources under an answer. */
-function renderSources(citations, uncited = false) {
+const SOURCE_LISTS = {
+  cited: { class: "sources", label: "Sources" },
+  attributed: { class: "sources sources-attributed", label: "Sources matched to the answer" },
+  uncited: { class: "sources sources-uncited", label: "Retrieved sources, not cited" },
+};
+
+/** A list of sources under an answer: cited, matched by Enclave, or only retrieved. */
+function renderSources(citations, kind = "cited") {
   if (!citations || !citations.length) return null;
   const list = el("ul", {
-    class: uncited ? "sources sources-uncited" : "sources",
-    "aria-label": uncited ? "Retrieved sources, not cited" : "Sources",
+    class: SOURCE_LISTS[kind].class,
+    "aria-label": SOURCE_LISTS[kind].label,
   });
   for (const c of citations) {
     const name = c.title || baseName(c.source);
@@ -171,9 +177,20 @@ function renderTurn(turn, pending = false) {
     const cited = renderSources(turn.citations);
     if (cited) item.append(cited);
     else if (turn.sources && turn.sources.length) {
-      // Nothing cited: still show what the answer was based on.
-      item.append(el("p", { class: "sources-label" }, "Retrieved sources (not cited)"));
-      item.append(renderSources(turn.sources, true));
+      // Nothing cited: show the sources Enclave matched to the answer's sentences, then
+      // the rest of what the answer was based on.
+      const matched = turn.sources.filter((s) => s.attributed);
+      const rest = turn.sources.filter((s) => !s.attributed);
+      if (matched.length) {
+        item.append(
+          el("p", { class: "sources-label" }, "Supported by (matched by Enclave, not cited)"),
+        );
+        item.append(renderSources(matched, "attributed"));
+      }
+      if (rest.length) {
+        item.append(el("p", { class: "sources-label" }, "Retrieved sources (not cited)"));
+        item.append(renderSources(rest, "uncited"));
+      }
     }
   }
   if (turn.stopped) item.append(el("p", { class: "note" }, "Stopped before the end."));

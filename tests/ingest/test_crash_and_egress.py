@@ -203,7 +203,9 @@ def test_ingest_opens_no_outbound_connection(tmp_path: Path) -> None:
     assert log.read_text() == "", f"outbound attempts: {log.read_text()[:2000]}"
 
 
-def test_unchanged_rerun_does_not_load_torch(tmp_path: Path, bundled_embedder: Any) -> None:
+def test_unchanged_rerun_loads_neither_torch_nor_lancedb(
+    tmp_path: Path, bundled_embedder: Any
+) -> None:
     docs = tmp_path / "docs"
     write_text_corpus(docs, 3, seed=8)
     settings = settings_for(tmp_path / "data", workers=1)
@@ -214,9 +216,9 @@ def test_unchanged_rerun_does_not_load_torch(tmp_path: Path, bundled_embedder: A
         "from ingest.pipeline import ingest_paths\n"
         f"s = load_settings(overrides={{'data_dir': {str(tmp_path / 'data')!r}}})\n"
         f"r = ingest_paths(s, [{str(docs)!r}])\n"
-        "mods = ('torch', 'sentence_transformers', 'transformers')\n"
+        "mods = ('torch', 'sentence_transformers', 'transformers', 'lancedb')\n"
         "heavy = [m for m in mods if m in sys.modules]\n"
-        "print(json.dumps({'unchanged': r.unchanged, 'heavy': heavy}))\n"
+        "print(json.dumps({'unchanged': r.unchanged, 'heavy': heavy, 'quick': r.from_snapshot}))\n"
     )
     res = subprocess.run(
         [sys.executable, "-c", code],
@@ -225,4 +227,5 @@ def test_unchanged_rerun_does_not_load_torch(tmp_path: Path, bundled_embedder: A
         text=True,
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert json.loads(res.stdout) == {"unchanged": 3, "heavy": []}
+    # decided from the snapshot: neither the model nor LanceDB is imported
+    assert json.loads(res.stdout) == {"unchanged": 3, "heavy": [], "quick": True}

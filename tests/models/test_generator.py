@@ -198,3 +198,27 @@ def test_load_generator(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> No
         assert captured.out == ""  # llama.cpp stays quiet
     finally:
         gen.close()
+
+
+def test_gpu_setting_on_a_cpu_build_warns_and_reports_the_cpu(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import llama_cpp
+
+    from models.bundled import bundled_generator_path
+
+    with caplog.at_level("WARNING", logger="models.generator"):
+        gen = LlamaCppGenerator(bundled_generator_path(), n_ctx=256, n_threads=1, n_gpu_layers=-1)
+    try:
+        info = gen.describe()
+        total = llama_cpp.llama_model_n_layer(gen._llm._model.model) + 1
+        if llama_cpp.llama_supports_gpu_offload():  # a CUDA/Metal build: every layer offloaded
+            assert info["layers_on_gpu"] == f"{total}/{total}"
+            assert not caplog.records
+        else:  # the CPU build: the setting cannot take effect, and the user is told so
+            assert info["gpu_offload_supported"] is False
+            assert info["layers_on_gpu"] == f"0/{total}"
+            assert "n_gpu_layers=-1 is ignored" in caplog.text
+            assert "GGML_CUDA=on" in caplog.text
+    finally:
+        gen.close()

@@ -49,3 +49,31 @@ def test_serve_rejects_bad_flags(tmp_path: Path) -> None:
     assert result.exit_code == 2
     result = CliRunner().invoke(_app(), ["serve", "--config", str(tmp_path / "missing.toml")])
     assert result.exit_code == 2 and "config file not found" in result.output
+
+
+def test_serve_loads_llama_cpp_before_numpy(tmp_path: Path) -> None:
+    """CUDA builds of llama.cpp can crash on model load when NumPy was imported first
+    (enclave/native.py): `enclave serve` starts importing llama_cpp before anything imports
+    NumPy."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "started = []\n"
+        "class Spy:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        started.append(name)\n"
+        "sys.meta_path.insert(0, Spy())\n"
+        "from typer.testing import CliRunner\n"
+        "from enclave import cli\n"
+        "cli._register()\n"
+        f"r = CliRunner().invoke(cli.app, ['serve', '--data-dir', {str(tmp_path)!r}, "
+        "'--log-level', 'nonsense'])\n"
+        "assert r.exit_code == 2, r.output\n"
+        "print(started.index('llama_cpp') < started.index('numpy'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "True", out.stderr

@@ -17,7 +17,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from server.citations import verify_citations
+from server.citations import strip_citations, verify_citations
 from server.prompt import ABSTAIN_TEXT
 from tests.server.conftest import Live, write_docs
 
@@ -56,7 +56,16 @@ def _check_citations(content: str, extra: dict[str, Any]) -> None:
             "score",
             "snippet",
             "verified",
+            "attributed",
         }
+    # uncited sentences matched to sources: in the text, pointing at a listed source
+    attributed = extra["enclave"]["attributed"]
+    for a in attributed:
+        assert a["sentence"] in strip_citations(content) or a["sentence"] in content
+        assert a["index"] not in cited or a["sentence"] not in content
+        assert 1 <= a["index"] <= len(sources)
+    for s in sources:
+        assert s["attributed"] == (s["index"] in {a["index"] for a in attributed})
 
 
 def test_chat_answer_lists_the_right_file(rag_server: Live) -> None:

@@ -257,6 +257,60 @@ def test_errors_are_readable_and_the_key_is_sent(
     assert page_errors == [] or all("429" in e or "400" in e for e in page_errors), page_errors
 
 
+def test_uncited_answer_lists_matched_sources_apart(
+    live: LiveServer, browser: Browser, tmp_path: Path, page_errors: list[str]
+) -> None:
+    """An answer without markers: the sources Enclave matched to its sentences come first,
+    labelled as matched, then the other sources. The stream is the server's shape, fixed so
+    the page (the subject here) gets both kinds every time."""
+    import json
+
+    def source(index: int, name: str, attributed: bool) -> dict[str, Any]:
+        return {
+            "index": index, "doc_id": f"d{index}", "source": f"/docs/{name}", "title": name,
+            "page": None, "heading_path": [], "chunk_id": f"d{index}-00000", "score": 0.03,
+            "similarity": 0.7, "snippet": "Orchard Station pumps water.", "trimmed": False,
+            "verified": False, "attributed": attributed, "flags": [], "withheld": False,
+        }  # fmt: skip
+
+    text = "Orchard Station pumps water every morning at six o'clock."
+    events = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {"choices": [{"index": 0, "delta": {"content": text}}]},
+        {
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "citations": [],
+            "sources": [source(1, "visitors.md", False), source(2, DOC_NAME, True)],
+            "enclave": {
+                "content": text,
+                "verified": [],
+                "attributed": [{"sentence": text, "index": 2, "overlap": 1.0, "cosine": 0.0}],
+            },
+        },
+    ]
+    body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    page = new_page(browser, page_errors, WIDE)
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=200, headers={"Content-Type": "text/event-stream"}, body=body
+        ),
+    )
+    page.goto(live.url + "/")
+    ask(page, "When does Orchard Station pump water?")
+    item = page.locator(".msg-assistant").last
+    expect(item.locator(".sources-label").first).to_have_text(
+        "Supported by (matched by Enclave, not cited)"
+    )
+    expect(item.locator(".sources-attributed .source-chip-name")).to_have_text([DOC_NAME])
+    expect(item.locator(".sources-uncited .source-chip-name")).to_have_text(["visitors.md"])
+    expect(item.locator("button.cite")).to_have_count(0)
+    item.locator(".sources-attributed .source-chip").click()
+    expect(page.locator("#source-path")).to_contain_text(DOC_NAME)
+    save_shot(page, tmp_path, "chat-attributed.png")
+    assert page_errors == []
+
+
 def test_documents_page_lists_files_and_failures(
     live: LiveServer, browser: Browser, tmp_path: Path, page_errors: list[str]
 ) -> None:

@@ -1,0 +1,115 @@
+"""A snapshot of the documents table, so that a run over an unchanged corpus costs seconds.
+
+The LanceDB documents table is the authority on what is indexed, but opening it means
+importing LanceDB (about 2 s of CPU here) and reading every row. After each run Enclave writes
+``<data_dir>/ingest-snapshot.json``: every document's size, mtime, status and whether its
+failure is worth retrying, keyed by path, plus a *signature* of the index: the names, sizes
+and mtimes of the version files of both tables (``<table>.lance/_versions``). Every commit to
+a Lance table writes a version file, so any change to the index after the snapshot (another
+ingest, a delete through the API, a run killed half-way, a compaction) changes the
+signature, and the snapshot is ignored.
+
+The next run uses the snapshot only to conclude that there is nothing to do: when the
+signature still matches, every walked file is in the snapshot with the same size and mtime,
+none is due for a retry, no file under the roots is gone (with ``--prune``), and neither
+``--groups``, an ACL policy nor ``ingest.rehash`` asks for more. Anything else takes the full
+path through LanceDB, exactly as without a snapshot. A snapshot is written only when the
+index did not move while its rows were read (same signature before and after).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from store.records import STATUS_FAILED, DocumentRecord
+
+SNAPSHOT_FILE = "ingest-snapshot.json"
+SNAPSHOT_FORMAT = 1
+TABLES = ("documents", "chunks")
+
+
+def index_signature(lance_dir: str | Path) -> str | None:
+    """A digest of both tables' version files, or None when a table is missing."""
+    digest = hashlib.sha256()
+    for table in TABLES:
+        versions = Path(lance_dir) / f"{table}.lance" / "_versions"
+        try:
+            entries = sorted(os.scandir(versions), key=lambda e: e.name)
+            for entry in entries:
+                st = entry.stat()
+                digest.update(f"{table}/{entry.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        except OSError:
+            return None
+        if not entries:
+            return None
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    size: int
+    mtime: float
+    status: str
+    #: a failure that the next run retries even when the file did not change
+    retry: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    signature: str
+    docs: dict[str, Entry]
+
+
+def write_snapshot(
+    data_dir: str | Path,
+    signature: str,
+    state: Mapping[str, DocumentRecord],
+    retryable: Any,
+) -> None:
+    """Write the snapshot of ``state`` (taken while the index had ``signature``) atomically.
+    ``retryable(error)`` says whether a failure is retried on an unchanged file."""
+    docs = {
+        path: [
+            rec.size,
+            rec.mtime,
+            rec.status,
+            bool(rec.status == STATUS_FAILED and retryable(rec.error)),
+        ]
+        for path, rec in state.items()
+    }
+    data = {"format": SNAPSHOT_FORMAT, "signature": signature, "docs": docs}
+    path = Path(data_dir) / SNAPSHOT_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(data, separators=(",", ":")), "utf-8")
+        os.replace(tmp, path)
+
+
+def forget_snapshot(data_dir: str | Path) -> None:
+    with contextlib.suppress(OSError):
+        (Path(data_dir) / SNAPSHOT_FILE).unlink()
+
+
+def load_snapshot(data_dir: str | Path, lance_dir: str | Path) -> Snapshot | None:
+    """The snapshot, when present, well formed and still matching the index; else None."""
+    try:
+        data = json.loads((Path(data_dir) / SNAPSHOT_FILE).read_text("utf-8"))
+        if data.get("format") != SNAPSHOT_FORMAT:
+            return None
+        signature = str(data["signature"])
+        docs = {
+            str(path): Entry(int(v[0]), float(v[1]), str(v[2]), bool(v[3]))
+            for path, v in data["docs"].items()
+        }
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return None
+    if index_signature(lance_dir) != signature:
+        return None
+    return Snapshot(signature=signature, docs=docs)
