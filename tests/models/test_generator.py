@@ -189,7 +189,9 @@ def test_load_generator(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> No
     capfd.readouterr()
     gen = load_generator(GeneratorSettings(model="bundled", n_ctx=512, n_threads=0))
     assert isinstance(gen, LlamaCppGenerator)
-    assert gen.context_size == 512 and gen.n_threads == os.cpu_count()
+    cores = os.cpu_count() or 1  # 0: every core but one to decode, every core for prompts
+    assert gen.context_size == 512 and gen.n_threads == max(1, cores - 1)
+    assert gen.n_threads_batch == cores
     gen.close()
     gen = load_generator(GeneratorSettings(model="bundled", n_ctx=512, n_threads=1))
     try:
