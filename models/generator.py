@@ -622,7 +622,7 @@ def auto_threads() -> int:
     """llama.cpp decode threads for ``n_threads = 0``: every core but one, so the server's
     event loop, retrieval and embedding keep a core. llama.cpp's threads spin at a barrier after
     every step; one that loses its core stalls the rest. Measured on 2 cores, streaming through
-    the server: 32-37 tok/s with 1 thread against 11-24 tok/s with 2 (docs/models.md). Prompt
+    the server: 34-39 tok/s with 1 thread against 31-33 tok/s with 2 (docs/models.md). Prompt
     evaluation keeps every core (``n_threads_batch``)."""
     return max(1, (os.cpu_count() or 1) - 1)
 
