@@ -57,6 +57,7 @@ from store.records import (
     STATUS_OK,
     ChunkRecord,
     DocumentRecord,
+    read_index_meta,
     valid_group,
 )
 
@@ -292,20 +293,11 @@ class _Run:
         state = self.store.documents_state()
         self.stages["setup_s"] = time.perf_counter() - t0
         tw = time.perf_counter()
-        from ingest.parse import SUPPORTED_EXTENSIONS
-
-        ing = self.settings.ingest
         decisions: list[_Decision] = []
         seen: set[str] = set()
         issues: list[WalkIssue] = []
         skipped: dict[str, int] = {}
-        for item in walk(
-            self.roots,
-            include=ing.include,
-            exclude=ing.exclude,
-            extensions=SUPPORTED_EXTENSIONS,
-            skipped=skipped,
-        ):
+        for item in walk_supported(self.settings, self.roots, skipped):
             if isinstance(item, WalkIssue):
                 issues.append(item)
                 seen.add(item.path)
@@ -757,6 +749,23 @@ class _Run:
 _NOTHING: Any = object()
 
 
+def walk_supported(
+    settings: Settings, roots: list[str], skipped: dict[str, int]
+) -> Iterator[WalkedFile | WalkIssue]:
+    """The files of a run: under ``roots``, of a supported format, through the include and
+    exclude globs (``skipped`` counts the rest by reason)."""
+    from ingest.parse import SUPPORTED_EXTENSIONS
+
+    ing = settings.ingest
+    return walk(
+        roots,
+        include=ing.include,
+        exclude=ing.exclude,
+        extensions=SUPPORTED_EXTENSIONS,
+        skipped=skipped,
+    )
+
+
 def write_last_ingest(settings: Settings, roots: list[str], summary: IngestSummary) -> None:
     """The record ``enclave status`` shows: when the last run finished, over what, and its
     summary."""
@@ -779,33 +788,22 @@ def unchanged_run(
 ) -> IngestSummary | None:
     """The summary of a run with nothing to do, decided from the snapshot without opening
     LanceDB; None when the snapshot cannot tell (then the full path runs)."""
-    ing = settings.ingest
-    if ing.rehash or groups is not None or policy.rules:
+    if settings.ingest.rehash or groups is not None or policy.rules:
         return None
     t0 = time.perf_counter()
     snapshot = load_snapshot(settings.data_dir, settings.lance_dir)
     if snapshot is None:
         return None
-    from store.records import read_index_meta
-
     bound = str(read_index_meta(settings.lance_dir).get("embedder") or "")
     expected = embedder.name if embedder is not None else expected_embedder_name(settings)
     if not bound or (expected and not same_embedder(bound, expected)):
         return None  # the full path explains the mismatch
     setup_s = time.perf_counter() - t0
     tw = time.perf_counter()
-    from ingest.parse import SUPPORTED_EXTENSIONS
-
     summary = IngestSummary(data_dir=str(settings.data_dir), embedder=bound)
     seen: set[str] = set()
     skipped: dict[str, int] = {}
-    for item in walk(
-        roots,
-        include=ing.include,
-        exclude=ing.exclude,
-        extensions=SUPPORTED_EXTENSIONS,
-        skipped=skipped,
-    ):
+    for item in walk_supported(settings, roots, skipped):
         if isinstance(item, WalkIssue):
             return None
         entry = snapshot.docs.get(item.path)

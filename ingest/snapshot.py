@@ -23,10 +23,9 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from store.records import STATUS_FAILED, DocumentRecord
 
@@ -71,7 +70,7 @@ def write_snapshot(
     data_dir: str | Path,
     signature: str,
     state: Mapping[str, DocumentRecord],
-    retryable: Any,
+    retryable: Callable[[str], bool],
 ) -> None:
     """Write the snapshot of ``state`` (taken while the index had ``signature``) atomically.
     ``retryable(error)`` says whether a failure is retried on an unchanged file."""

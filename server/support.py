@@ -247,32 +247,27 @@ def attribute_sentences(
     """
     if not sources:
         return []
-    claims = [
-        strip_markers(s)
-        for s in split_sentences(answer)
-        if not any(n in sources for n in markers(s))
-        and len(content_words(strip_markers(s))) >= MIN_CLAIM_WORDS
+    texts = [
+        strip_markers(s) for s in split_sentences(answer) if not set(markers(s)) & sources.keys()
     ]
+    claims = [(t, w) for t in texts if len(w := content_words(t)) >= MIN_CLAIM_WORDS]
     if not claims:
         return []
     source_words = {n: content_words(text) for n, text in sources.items()}
     found: dict[int, Attribution] = {}
     unsettled: list[int] = []
-    overlaps: list[tuple[int, float]] = []
-    for i, claim in enumerate(claims):
-        words = content_words(claim)
+    for i, (claim, words) in enumerate(claims):
         best_n, best = max(
             ((n, len(words & w) / len(words)) for n, w in source_words.items()),
             key=lambda pair: pair[1],
         )
-        overlaps.append((best_n, best))
         if best >= overlap_min:
             found[i] = Attribution(claim, best_n, round(best, 4), 0.0)
         else:
             unsettled.append(i)
     # only source sentences sharing a content word with some unsettled claim are embedded:
     # the embedding step stays a small batch however long the sources are
-    wanted = set().union(*(content_words(claims[i]) for i in unsettled)) if unsettled else set()
+    wanted = set().union(*(claims[i][1] for i in unsettled))
     flat = [
         (n, s)
         for n, text in sources.items()
@@ -280,14 +275,14 @@ def attribute_sentences(
         if content_words(s) & wanted
     ]
     if unsettled and flat:
-        vectors = embed([claims[i] for i in unsettled] + [s for _, s in flat])
+        vectors = embed([claims[i][0] for i in unsettled] + [s for _, s in flat])
         sims = cosines(vectors[: len(unsettled)], vectors[len(unsettled) :])
         for row, i in enumerate(unsettled):
             j = int(np.argmax(sims[row]))
             cosine = float(sims[row][j])
             if cosine >= cosine_min:
+                claim, words = claims[i]
                 n = flat[j][0]
-                words = content_words(claims[i])
                 overlap = len(words & source_words[n]) / len(words)
-                found[i] = Attribution(claims[i], n, round(overlap, 4), round(cosine, 4))
+                found[i] = Attribution(claim, n, round(overlap, 4), round(cosine, 4))
     return [found[i] for i in sorted(found)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -24,8 +25,6 @@ META_FILE = "enclave-index.json"
 def read_index_meta(lance_dir: str | Path) -> dict[str, Any]:
     """The index's ``enclave-index.json`` (embedder name, dimension), ``{}`` when absent; read
     without opening LanceDB."""
-    import json
-
     try:
         data: dict[str, Any] = json.loads((Path(lance_dir) / META_FILE).read_text("utf-8"))
     except FileNotFoundError:

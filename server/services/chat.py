@@ -241,11 +241,13 @@ class ChatService:
             self._note_cancel(exc)
             self._report_partial(params, Usage(usage.prompt_tokens, max(len(parts), 0)))
             raise
-        answer = self._finish(run, "".join(parts), finish, usage)
+        answer = await self._finish(run, "".join(parts), finish, usage)
         self._report(params, answer)
         return self.completion_body(answer)
 
-    def _finish(self, run: GenerationRun, text: str, finish: str, usage: Usage) -> Answer:
+    async def _finish(self, run: GenerationRun, text: str, finish: str, usage: Usage) -> Answer:
+        """Verify and attribute the answer in the thread pool: attribution runs the embedder,
+        which must not block the event loop."""
         now = time.monotonic()
         first = run.first_token_s if run.first_token_s is not None else now - run.started
         self.metrics.stage_seconds.labels("first_token").observe(first)
@@ -254,8 +256,8 @@ class ChatService:
             "generate_s": now - run.gen_started if run.gen_started else 0.0,
             "total_s": now - run.started,
         }
-        return self.rag.finish(
-            run.prepared, text, finish_reason=finish, usage=usage, timings=timings
+        return await run_in_threadpool(
+            self.rag.finish, run.prepared, text, finish_reason=finish, usage=usage, timings=timings
         )
 
     def completion_body(self, answer: Answer) -> dict[str, Any]:
@@ -427,7 +429,7 @@ class ChatStream:
                     }
                 )
                 return
-            answer = self.service._finish(run, "".join(parts), finish, usage)
+            answer = await self.service._finish(run, "".join(parts), finish, usage)
             self._reported = True
             self.service._report(self.params, answer)
             if self._hold:  # held back for the answer check: now send the checked text
