@@ -84,6 +84,7 @@ print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
 COPY enclave/ enclave/
 COPY models/ models/
 COPY store/ store/
+COPY rag/ rag/
 COPY ingest/ ingest/
 COPY server/ server/
 COPY eval/ eval/

@@ -33,7 +33,7 @@ lint:
 	$(BIN)/ruff check .
 
 types:
-	$(BIN)/mypy enclave models store ingest server eval
+	$(BIN)/mypy enclave models store rag ingest server eval
 
 # The web UI's browser test drives Debian's chromium (no browser download by Playwright).
 browser:

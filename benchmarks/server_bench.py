@@ -383,7 +383,7 @@ class RandomQueryEmbedder:
 
 
 def bench_retrieval(report: dict[str, Any], sizes: list[int], queries: int) -> None:
-    from server.rag import RagService
+    from rag.service import RagService
     from store.db import Store
     from store.records import ChunkRecord, DocumentRecord
 

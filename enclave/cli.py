@@ -1,5 +1,6 @@
-"""The ``enclave`` command. Each package registers its own subcommands; heavy imports happen
-inside the commands, so ``enclave --help`` is instant.
+"""The ``enclave`` command. Each package registers its own subcommands (``register(app)``);
+the options they share come from :mod:`enclave.cli_options`, which imports no package CLI.
+Heavy imports happen inside the commands, so ``enclave --help`` is instant.
 
 Exit codes: 0 success, 1 partial failure (some files failed, a gate failed), 2 usage error.
 """
@@ -7,14 +8,11 @@ Exit codes: 0 success, 1 partial failure (some files failed, a gate failed), 2 u
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated, Any
 
 import typer
 
 from enclave.errors import EnclaveError
 from enclave.offline import enforce_offline
-from enclave.settings import Settings, load_settings
 
 app = typer.Typer(
     name="enclave",
@@ -23,34 +21,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="enclave.toml to read (default: $ENCLAVE_CONFIG or ./enclave.toml)"
-    ),
-]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir", "-d", help="data directory (default: $ENCLAVE_DATA_DIR or ./enclave-data)"
-    ),
-]
-
-
-def build_settings(
-    config: Path | None, data_dir: Path | None, overrides: dict[str, Any] | None = None
-) -> Settings:
-    """Settings for one command: flags > environment > enclave.toml > defaults."""
-    merged: dict[str, Any] = dict(overrides or {})
-    if data_dir is not None:
-        merged["data_dir"] = data_dir
-    return load_settings(config, merged)
-
-
-def fail(exc: EnclaveError) -> typer.Exit:
-    typer.echo(f"error: {exc.message}", err=True)
-    return typer.Exit(exc.exit_code)
 
 
 def _register() -> None:

@@ -45,6 +45,11 @@ class GeneratorSettings(_Section):
     n_threads: int = Field(default=0, ge=0, description="llama.cpp threads; 0 = all cores but one")
     n_gpu_layers: int = Field(default=0, ge=-1, description="layers offloaded to GPU; -1 = all")
     n_batch: int = Field(default=512, ge=8)
+    weight_repack: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="llama.cpp's CPU weight repacking (extra buffer types); auto = off on CPUs "
+        "with AMX, where llama.cpp's AMX matrix kernel crashes",
+    )
     max_tokens: int = Field(default=512, ge=1, description="cap on tokens generated per answer")
     temperature: float = Field(default=0.1, ge=0.0, le=2.0)
     seed: int = 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.support import (
+from rag.attribution import (
     COSINE_MIN,
     MIN_CLAIM_WORDS,
     OVERLAP_MIN,
@@ -26,10 +26,9 @@ from server.support import (
     Embed,
     content_words,
     cosines,
-    markers,
     split_sentences,
-    strip_markers,
 )
+from rag.citations import markers, strip_markers
 
 __all__ = [
     "COSINE_MIN",

@@ -15,7 +15,7 @@ from eval.answer_metrics import (
     supported_share,
     token_f1,
 )
-from eval.metrics import percentile
+from eval.retrieval_metrics import percentile
 from eval.runner import AnswerSample
 
 

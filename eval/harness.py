@@ -26,8 +26,8 @@ from eval.gate import (
     load_gate,
     load_report,
 )
-from eval.metrics import RetrievalScores, score_retrieval
 from eval.report import write_reports
+from eval.retrieval_metrics import RetrievalScores, score_retrieval
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -389,7 +389,7 @@ def run_eval(
                 advance = _advance(bar, "answers", len(chosen))
                 t0 = time.perf_counter()
                 if chosen and index is not None:
-                    from server.rag import RagService
+                    from rag.service import RagService
 
                     if generator is None:
                         from models.generator import load_generator

@@ -1,8 +1,8 @@
 """Running a dataset's queries: retrieval for every query, answers for a seeded sample.
 
-Two back ends with one shape: in-process (the eval index, the store's hybrid search with the
-server's retrieval settings, the RAG service) and HTTP (a running Enclave server's
-``/v1/search`` and ``/v1/chat/completions``).
+Two back ends with one shape: in-process (the eval index, ranked by the server's own retrieval
+path ``rag.retrieval`` with its settings, answered by ``rag.service.RagService``) and HTTP (a
+running Enclave server's ``/v1/search`` and ``/v1/chat/completions``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
 from enclave.errors import EnclaveError, UsageError
 from eval.dataset import Query
-from eval.metrics import dedupe_ranking
+from eval.retrieval_metrics import dedupe_ranking
 from store.records import SearchFilters
 
 if TYPE_CHECKING:
@@ -38,12 +35,6 @@ Advance = Callable[[int], None]
 
 #: chunks fetched per query for every document ranked (documents repeat across chunks)
 CHUNKS_PER_DOC = 3
-#: query embedding batch
-EMBED_BATCH = 256
-#: the server's cap on the question text used for retrieval (server.rag.QUERY_CHARS)
-QUERY_CHARS = 4000
-#: up to this many chunks, vector candidates come from one in-memory matrix product
-EXACT_DENSE_MAX = 200_000
 
 
 def _noop(_: int) -> None:
@@ -74,56 +65,6 @@ class RetrievalRun:
         return self.queries / self.seconds if self.seconds > 0 else 0.0
 
 
-def embed_queries(embedder: Embedder, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-    """Embed in batches, shortest first (batches of similar length waste no padding)."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
-    for start in range(0, len(order), EMBED_BATCH):
-        idx = order[start : start + EMBED_BATCH]
-        out[idx] = embedder.embed([texts[i][:QUERY_CHARS] for i in idx])
-    return out
-
-
-class DenseMatrix:
-    """Every chunk's vector and search columns in memory: exact cosine search for a whole
-    batch of queries as one matrix product. It returns the rows ``Store.vector_search`` would
-    (exact search, ``_distance`` = 1 - cosine), so fusing them with the full-text hits gives the
-    server's hybrid ranking."""
-
-    def __init__(self, store: Store) -> None:
-        from store.db import _HIT_COLUMNS
-
-        table = store.chunks_table()
-        data = table.to_arrow().select(_HIT_COLUMNS) if table is not None else None
-        self.rows: list[dict[str, Any]] = data.to_pylist() if data is not None else []
-        dim = store.dimension or 1
-        self.matrix = (
-            np.asarray([r["vector"] for r in self.rows], dtype=np.float32)
-            if self.rows
-            else np.zeros((0, dim), dtype=np.float32)
-        )
-
-    def search(self, vectors: npt.NDArray[np.float32], limit: int) -> list[list[dict[str, Any]]]:
-        out: list[list[dict[str, Any]]] = []
-        n = self.matrix.shape[0]
-        if n == 0:
-            return [[] for _ in range(len(vectors))]
-        k = min(limit, n)
-        for start in range(0, len(vectors), 512):
-            sims = vectors[start : start + 512] @ self.matrix.T
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else None
-            for row in range(sims.shape[0]):
-                cand = top[row] if top is not None else np.arange(n)
-                ranked = cand[np.argsort(-sims[row, cand], kind="stable")]
-                out.append(
-                    [
-                        {**self.rows[j], "_distance": 1.0 - float(sims[row, j])}
-                        for j in ranked.tolist()
-                    ]
-                )
-        return out
-
-
 def retrieve_local(
     queries: Sequence[Query],
     store: Store,
@@ -136,58 +77,35 @@ def retrieve_local(
     advance: Advance = _noop,
     filters: SearchFilters | None = None,
 ) -> RetrievalRun:
-    """Embed every query in batches, then rank as the server does: vector and full-text
-    candidates fused by reciprocal rank (``store.db.fuse``) with the server's retrieval
-    settings. Up to ``EXACT_DENSE_MAX`` chunks the vector candidates come from an in-memory
-    matrix product (exact, like LanceDB's flat search), beyond it from ``Store.vector_search``.
-    ``filters`` (a key's groups, ``--as-key``) go to the store as its prefilter; the in-memory
-    matrix is then not used."""
-    from store.db import fuse
+    """Rank every query exactly as the server does (``rag.retrieval.Retriever``, with the
+    server's retrieval settings and ``chunk_depth`` hits), then map the hits to corpus ids.
+    ``filters`` (a key's groups, ``--as-key``) go to the store as its prefilter."""
+    from rag.retrieval import Retriever
 
-    r = settings.retrieval
     n_chunks = chunk_depth(settings, depth)
-    candidates = max(r.candidates, n_chunks)
+    retriever = Retriever(settings, store, embedder)
     t0 = time.perf_counter()
     c0 = time.process_time()
     texts = [q.text for q in queries]
-    vectors = embed_queries(embedder, texts)
-    t_embed = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    dense_rows: list[list[dict[str, Any]]] | None = None
-    restricted = filters is not None and filters != SearchFilters()
-    if not restricted and store.count_chunks() <= EXACT_DENSE_MAX:
-        dense_rows = DenseMatrix(store).search(vectors, candidates)
+    phases: dict[str, float] = {}
+    results = retriever.retrieve_many(
+        texts, top_k=n_chunks, filters=filters, threads=threads, advance=advance, timings=phases
+    )
+    seconds = time.perf_counter() - t0
     unmapped = 0
-
-    def one(i: int) -> list[str]:
-        nonlocal unmapped
-        text = texts[i][:QUERY_CHARS]
-        dense = (
-            dense_rows[i]
-            if dense_rows is not None
-            else store.vector_search(vectors[i], candidates, filters)
-        )
-        sparse = store.text_search(text, candidates, filters)
-        hits = fuse(dense, sparse, top_k=n_chunks, rrf_k=r.rrf_k, dedup_threshold=r.dedup_threshold)
-        ids = [mapper(h.source) for h in hits if h.score >= r.min_score]
-        unmapped += sum(1 for d in ids if d is None)
-        return dedupe_ranking(ids)[:depth]
-
     run: dict[str, list[str]] = {}
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for q, docs in zip(queries, pool.map(one, range(len(queries))), strict=True):
-            run[q.id] = docs
-            advance(1)
-    t_search = time.perf_counter() - t1
+    for q, result in zip(queries, results, strict=True):
+        ids = [mapper(h.source) for h in result.hits]
+        unmapped += sum(1 for d in ids if d is None)
+        run[q.id] = dedupe_ranking(ids)[:depth]
     return RetrievalRun(
         run=run,
         depth=depth,
         chunks_per_query=n_chunks,
         queries=len(queries),
-        seconds=t_embed + t_search,
-        embed_seconds=t_embed,
-        search_seconds=t_search,
+        seconds=seconds,
+        embed_seconds=phases.get("embed_s", 0.0),
+        search_seconds=phases.get("search_s", 0.0),
         unmapped_hits=unmapped,
         cpu_seconds=time.process_time() - c0,
     )
@@ -359,7 +277,7 @@ def _passages_of(sources: Sequence[dict[str, Any]], texts: dict[str, str]) -> di
 def answer_local(
     rag: Any, query: Query, mapper: DocMapper, filters: SearchFilters | None = None
 ) -> AnswerSample:
-    """One answer from an in-process :class:`server.rag.RagService` (as the key whose
+    """One answer from an in-process :class:`rag.service.RagService` (as the key whose
     ``filters`` are given, ``--as-key``)."""
     sample = AnswerSample(query_id=query.id, question=query.text, references=query.answers, text="")
     t0 = time.perf_counter()
@@ -460,7 +378,7 @@ def apply_http_answer(
     mapper: DocMapper,
 ) -> None:
     """Fill a sample from an HTTP answer's streamed text, sources and Enclave extras."""
-    from eval.answer_metrics import markers
+    from rag.citations import markers
 
     content = meta.get("content")
     sample.text = str(content) if isinstance(content, str) else streamed

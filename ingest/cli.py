@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from enclave.cli import ConfigOpt, DataDirOpt, build_settings, fail
+from enclave.cli_options import ConfigOpt, DataDirOpt, build_settings, fail
 from enclave.errors import EnclaveError
 
 

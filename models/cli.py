@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from enclave.cli import ConfigOpt, DataDirOpt, build_settings, fail
+from enclave.cli_options import ConfigOpt, DataDirOpt, build_settings, fail
 from enclave.errors import EnclaveError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]

@@ -17,6 +17,7 @@ reserve themselves.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import functools
 import logging
@@ -77,6 +78,31 @@ class GenerationResult:
     text: str
     finish_reason: str
     usage: Usage
+
+
+class StreamCollector:
+    """Gathers a stream of :class:`StreamEvent` into the answer: its text, the finish reason
+    and the usage of the last event (the one loop every consumer of a stream shares)."""
+
+    def __init__(self, prompt_tokens: int = 0) -> None:
+        self.parts: list[str] = []
+        self.finish_reason = "stop"
+        self.usage = Usage(prompt_tokens, 0)
+
+    def add(self, event: StreamEvent) -> None:
+        if event.delta:
+            self.parts.append(event.delta)
+        if event.finish_reason is not None:
+            self.finish_reason = event.finish_reason
+        if event.usage is not None:
+            self.usage = event.usage
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def result(self) -> GenerationResult:
+        return GenerationResult(text=self.text, finish_reason=self.finish_reason, usage=self.usage)
 
 
 def check_messages(messages: list[Message]) -> None:
@@ -193,18 +219,12 @@ class Generator(ABC):
         cancel: threading.Event | None = None,
     ) -> GenerationResult:
         """The whole answer at once: :meth:`stream` joined."""
-        parts: list[str] = []
-        finish = "stop"
-        usage = Usage(0, 0)
+        collected = StreamCollector()
         for event in self.stream(
             messages, max_tokens=max_tokens, temperature=temperature, stop=stop, cancel=cancel
         ):
-            parts.append(event.delta)
-            if event.finish_reason is not None:
-                finish = event.finish_reason
-            if event.usage is not None:
-                usage = event.usage
-        return GenerationResult(text="".join(parts), finish_reason=finish, usage=usage)
+            collected.add(event)
+        return collected.result()
 
     def warmup(self, system_prompt: str) -> None:  # noqa: B027 - optional hook
         """Prepare for prompts that start with ``system_prompt`` (no-op unless overridden)."""
@@ -359,6 +379,7 @@ class LlamaCppGenerator(Generator):
         n_gpu_layers: int = 0,
         n_batch: int = 512,
         seed: int = 0,
+        weight_repack: str = "auto",
     ) -> None:
         import llama_cpp
         from llama_cpp import Llama
@@ -368,17 +389,21 @@ class LlamaCppGenerator(Generator):
         threads = n_threads if n_threads > 0 else auto_threads()
         # prompt evaluation is large matrix work that loses little to a busy core: all of them
         batch_threads = n_threads if n_threads > 0 else (os.cpu_count() or 1)
+        self.weight_repack = weight_repack == "on" or (
+            weight_repack == "auto" and not cpu_has_amx()
+        )
         try:
-            self._llm = Llama(
-                model_path=str(self.path),
-                n_ctx=n_ctx,
-                n_threads=threads,
-                n_threads_batch=batch_threads,
-                n_gpu_layers=n_gpu_layers,
-                n_batch=min(n_batch, n_ctx),
-                seed=seed,
-                verbose=False,
-            )
+            with _model_params(use_extra_bufts=self.weight_repack):
+                self._llm = Llama(
+                    model_path=str(self.path),
+                    n_ctx=n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=batch_threads,
+                    n_gpu_layers=n_gpu_layers,
+                    n_batch=min(n_batch, n_ctx),
+                    seed=seed,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(f"cannot load the GGUF model {self.path}: {exc}") from exc
         llm = self._llm
@@ -603,6 +628,7 @@ class LlamaCppGenerator(Generator):
             "gpu_offload_supported": self.gpu_offload_supported,
             "layers_on_gpu": f"{self.gpu_layers[1]}/{self.gpu_layers[0]}",
             "chat_template": self.template_source,
+            "weight_repack": self.weight_repack,
             "architecture": self.metadata.get("general.architecture"),
         }
 
@@ -616,6 +642,51 @@ class LlamaCppGenerator(Generator):
 
 
 # --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether the CPU has AMX (Intel Sapphire Rapids and later). llama.cpp moves weights into
+    AMX buffers there (an "extra buffer type"), and its AMX matrix kernel crashes with a
+    segmentation fault on the first prompt on some of these machines (ggml-org/llama.cpp
+    #20824; seen on Enclave's build machines with the bundled Q4_1 model)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return "amx_int8" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_params(*, use_extra_bufts: bool) -> Iterator[None]:
+    """Load models with ``use_extra_bufts`` set as asked: llama-cpp-python's ``Llama`` takes
+    its model parameters from ``llama_model_default_params()`` and exposes no argument for it,
+    so the defaults are adjusted while one model loads."""
+    if use_extra_bufts:
+        yield
+        return
+    from llama_cpp import llama_cpp as lib
+
+    with _PARAMS_LOCK:
+        original = lib.llama_model_default_params
+
+        def defaults() -> Any:
+            params = original()
+            if hasattr(params, "use_extra_bufts"):
+                params.use_extra_bufts = False
+            return params
+
+        lib.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
 
 
 def auto_threads() -> int:
@@ -658,4 +729,5 @@ def load_generator(settings: GeneratorSettings) -> Generator:
         n_gpu_layers=settings.n_gpu_layers,
         n_batch=settings.n_batch,
         seed=settings.seed,
+        weight_repack=settings.weight_repack,
     )

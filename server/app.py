@@ -18,10 +18,11 @@ from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from enclave.security.guard import SecurityServices
-from enclave.security.http import install_security
-from server.errors import BodyLimitMiddleware, install_error_handlers
-from server.metrics import MetricsMiddleware, UsageCollector
+from enclave.security.services import SecurityServices
+from server.auth import attach_security
+from server.errors import install_error_handlers
+from server.middleware import install_middleware
+from server.prometheus import UsageCollector
 from server.routers import chat, documents, health, models, search, usage
 from server.state import AppState
 
@@ -51,8 +52,7 @@ def create_app(
     an :class:`~enclave.errors.EnclaveError` before anything binds.
     """
     security = security or SecurityServices.from_settings(settings)
-    state = AppState(settings, generator=generator, embedder=embedder, store=store)
-    state.security = security
+    state = AppState(settings, security, generator=generator, embedder=embedder, store=store)
     state.metrics.registry.register(UsageCollector(security.limiter))
 
     @asynccontextmanager
@@ -77,10 +77,11 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.enclave = state
+    attach_security(app, security)
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_request_bytes)
-    install_security(app, security)  # the audit middleware
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    install_middleware(
+        app, security, state.metrics, max_request_bytes=settings.server.max_request_bytes
+    )
     routers = (chat.router, search.router, documents.router, models.router, usage.router)
     for router in (*routers, health.router):
         app.include_router(router)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from enclave.cli import ConfigOpt, DataDirOpt, build_settings, fail
+from enclave.cli_options import ConfigOpt, DataDirOpt, build_settings, fail
 from enclave.errors import EnclaveError
 from enclave.native import preload_generator_runtime
 from enclave.settings import Settings

@@ -1,9 +1,8 @@
 """Typed dependencies: routes ask for what they need by annotation.
 
-Authentication: ``PrincipalDep`` resolves the caller from ``Authorization: Bearer <key>``
-(401 without a valid key; the local admin when ``security.auth`` is off) and ``AdminDep``
-also requires an admin key (403). Routers carry ``require_principal`` in their
-``dependencies`` too, so no route under them can be left unprotected by mistake.
+Authentication dependencies (``PrincipalDep``, ``AdminDep``, ``SecurityDep``) live in
+``server/auth.py``; these give the app's state and its services. A service is only there once
+the models are loaded: until then asking for one answers 503 (``/readyz`` says why).
 """
 
 from __future__ import annotations
@@ -12,16 +11,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from enclave.security.guard import SecurityServices
-from enclave.security.http import AdminDep, PrincipalDep, get_security, require_principal
-from enclave.security.keys import Principal
-from enclave.settings import Settings
 from server.errors import NotReadyError
-from server.metrics import Metrics
-from server.rag import RagService
 from server.services.chat import ChatService
 from server.services.documents import DocumentService
 from server.services.embeddings import EmbeddingService
+from server.services.search import SearchService
 from server.state import AppState, Services
 
 
@@ -43,20 +37,12 @@ def get_services(state: StateDep) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(state: StateDep) -> Settings:
-    return state.settings
-
-
-def get_metrics(state: StateDep) -> Metrics:
-    return state.metrics
-
-
-def get_rag(services: ServicesDep) -> RagService:
-    return services.rag
-
-
 def get_chat(services: ServicesDep) -> ChatService:
     return services.chat
+
+
+def get_search(services: ServicesDep) -> SearchService:
+    return services.search
 
 
 def get_documents(services: ServicesDep) -> DocumentService:
@@ -67,18 +53,7 @@ def get_embeddings(services: ServicesDep) -> EmbeddingService:
     return services.embeddings
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-RagDep = Annotated[RagService, Depends(get_rag)]
 ChatDep = Annotated[ChatService, Depends(get_chat)]
+SearchDep = Annotated[SearchService, Depends(get_search)]
 DocumentsDep = Annotated[DocumentService, Depends(get_documents)]
 EmbeddingsDep = Annotated[EmbeddingService, Depends(get_embeddings)]
-SecurityDep = Annotated[SecurityServices, Depends(get_security)]
-
-__all__ = [
-    "AdminDep",
-    "Principal",
-    "PrincipalDep",
-    "SecurityDep",
-    "require_principal",
-]

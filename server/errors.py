@@ -8,17 +8,15 @@ logged with its traceback and answered 500 without details.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enclave.errors import AuthError, EnclaveError, ModelNotAvailableError, UsageError
-from enclave.security.http import audit_info, note_error
+from server.middleware import audit_info, note_error
+from server.responses import error_response
 
 log = logging.getLogger("enclave.server")
 
@@ -50,25 +48,6 @@ _HTTP_TYPES = {
     415: ("invalid_request_error", "unsupported_media_type"),
     429: ("rate_limit_error", "rate_limit_exceeded"),
 }
-
-
-def error_body(
-    message: str, error_type: str, code: str | None, param: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
-
-
-def error_response(
-    status: int,
-    message: str,
-    error_type: str,
-    code: str | None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    return JSONResponse(
-        error_body(message, error_type, code, param), status_code=status, headers=headers
-    )
 
 
 def enclave_error_response(exc: EnclaveError) -> JSONResponse:
@@ -158,41 +137,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(HTTPException, _http_handler)
     app.add_exception_handler(Exception, _bug_handler)
-
-
-class BodyLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with 413 in the error shape: at once when
-    Content-Length says so, else as soon as the streamed body passes the limit."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = error_response(
-                413,
-                f"the request body is {declared} bytes; the limit is {self.max_bytes} "
-                "(server.max_request_bytes)",
-                "invalid_request_error",
-                "request_too_large",
-                headers={"Connection": "close"},
-            )
-            await response(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise HTTPException(413)
-            return message
-
-        await self.app(scope, limited, send)

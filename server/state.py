@@ -9,16 +9,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from enclave.errors import EmbedderMismatchError, EnclaveError
-from server.gate import GenerationGate
-from server.metrics import Metrics
-from server.prompt import SYSTEM_PROMPT
-from server.rag import RagService
+from rag.prompt import SYSTEM_PROMPT
+from rag.retrieval import Retriever
+from rag.service import RagService
+from server.generation_queue import GenerationQueue
+from server.prometheus import Metrics
+from server.services.admission import Admission
 from server.services.chat import ChatService
 from server.services.documents import DocumentService
 from server.services.embeddings import EmbeddingService
+from server.services.search import SearchService
 
 if TYPE_CHECKING:
-    from enclave.security.guard import SecurityServices
+    from enclave.security.services import SecurityServices
     from enclave.settings import Settings
     from models.embedder import Embedder
     from models.generator import Generator
@@ -32,11 +35,14 @@ class Services:
     store: Store
     embedder: Embedder
     generator: Generator
+    retriever: Retriever
     rag: RagService
+    admission: Admission
     chat: ChatService
+    search: SearchService
     documents: DocumentService
     embeddings: EmbeddingService
-    gate: GenerationGate
+    queue: GenerationQueue
 
 
 class AppState:
@@ -46,6 +52,7 @@ class AppState:
     def __init__(
         self,
         settings: Settings,
+        security: SecurityServices,
         *,
         generator: Generator | None = None,
         embedder: Embedder | None = None,
@@ -53,7 +60,7 @@ class AppState:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.security: SecurityServices | None = None
+        self.security = security
         self._generator = generator
         self._embedder = embedder
         self._store = store
@@ -124,14 +131,17 @@ class AppState:
                 f"(dimension {store.dimension}), but the server loaded {embedder.name} "
                 f"(dimension {embedder.dimension}); serve it with the same embedder"
             )
-        rag = RagService(self.settings, store, embedder, generator)
-        gate = GenerationGate(
+        retriever = Retriever(self.settings, store, embedder)
+        rag = RagService(self.settings, store, embedder, generator, retriever=retriever)
+        queue = GenerationQueue(
             self.settings.server.queue_size, on_change=self.metrics.queue_depth.set
         )
+        admission = Admission(self.security, store, generator)
         chat = ChatService(
             rag,
-            gate,
+            queue,
             self.metrics,
+            admission,
             request_timeout_s=self.settings.server.request_timeout_s,
             model_name=generator.name,
         )
@@ -139,11 +149,14 @@ class AppState:
             store=store,
             embedder=embedder,
             generator=generator,
+            retriever=retriever,
             rag=rag,
+            admission=admission,
             chat=chat,
+            search=SearchService(retriever, admission, self.metrics),
             documents=DocumentService(store),
-            embeddings=EmbeddingService(embedder, lock=rag._embed_lock),
-            gate=gate,
+            embeddings=EmbeddingService(embedder, admission, lock=retriever.embed_lock),
+            queue=queue,
         )
 
     def close(self) -> None:

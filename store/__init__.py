@@ -1,5 +1,6 @@
-"""The LanceDB layer: schema, upserts and deletes, hybrid search. The only code that talks to
-LanceDB; ingestion, the server and the evaluation harness all go through :class:`Store`.
+"""The LanceDB layer: schema, upserts and deletes, vector and full-text search returning typed
+:class:`Candidate` rows. The only code that talks to LanceDB; ingestion, retrieval (``rag/``)
+and the evaluation harness all go through :class:`Store`.
 
 ``import store`` (or ``store.records``) does not import LanceDB: ``import lancedb`` costs about
 2 s of CPU, which an unchanged ingest re-run skips (ingest/snapshot.py).
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from store.db import Store
     from store.records import (
+        Candidate,
         ChunkRecord,
         DocumentRecord,
         SearchFilters,
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "Candidate",
     "ChunkRecord",
     "DocumentRecord",
     "SearchFilters",

@@ -1,4 +1,4 @@
-"""LanceDB schema, writes and hybrid search.
+"""LanceDB schema, writes, and the two searches (vector and full text) that retrieval fuses.
 
 Two tables live under ``<data_dir>/lancedb``:
 
@@ -19,7 +19,8 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,10 @@ from enclave.errors import EmbedderMismatchError, UsageError
 from store.records import (
     META_FILE,
     STATUS_OK,
+    Candidate,
     ChunkRecord,
     DocumentRecord,
     SearchFilters,
-    SearchHit,
     read_index_meta,
     valid_group,
 )
@@ -424,7 +425,8 @@ class Store:
     # ---------------------------------------------------------------- search
     def vector_search(
         self, vector: npt.NDArray[np.float32], limit: int, filters: SearchFilters | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Candidate]:
+        """The ``limit`` chunks closest to ``vector`` by cosine, each with its similarity."""
         table = self.chunks_table()
         if table is None:
             return []
@@ -433,14 +435,18 @@ class Store:
         where = build_filter(filters)
         if where:
             q = q.where(where, prefilter=True)
-        rows: list[dict[str, Any]] = (
-            q.select([*_HIT_COLUMNS, "_distance"]).limit(limit).to_arrow().to_pylist()
-        )
-        return rows
+        rows = q.select([*_HIT_COLUMNS, "_distance"]).limit(limit).to_arrow().to_pylist()
+        return [
+            Candidate.from_row(r, similarity=1.0 - float(r["_distance"]))
+            if r.get("_distance") is not None
+            else Candidate.from_row(r)
+            for r in rows
+        ]
 
     def text_search(
         self, text: str, limit: int, filters: SearchFilters | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[Candidate]:
+        """Full-text matches of the plain words of ``text`` (stemmed, stop words removed)."""
         table = self.chunks_table()
         query = _fts_query(text)
         if table is None or not query:
@@ -453,29 +459,59 @@ class Store:
         if where:
             q = q.where(where, prefilter=True)
         try:
-            rows: list[dict[str, Any]] = (
-                q.select([*_HIT_COLUMNS, "_score"]).limit(limit).to_arrow().to_pylist()
-            )
+            rows = q.select([*_HIT_COLUMNS, "_score"]).limit(limit).to_arrow().to_pylist()
         except Exception:
             return []
-        return rows
+        return [
+            Candidate.from_row(
+                r, text_score=None if r.get("_score") is None else float(r["_score"])
+            )
+            for r in rows
+        ]
 
-    def hybrid_search(
-        self,
-        text: str,
-        vector: npt.NDArray[np.float32],
-        *,
-        top_k: int,
-        candidates: int = 30,
-        rrf_k: int = 60,
-        filters: SearchFilters | None = None,
-        dedup_threshold: float = 0.97,
-    ) -> list[SearchHit]:
-        """Vector and full-text search fused by reciprocal rank, near-duplicates collapsed."""
-        n = max(candidates, top_k)
-        dense = self.vector_search(vector, n, filters)
-        sparse = self.text_search(text, n, filters)
-        return fuse(dense, sparse, top_k=top_k, rrf_k=rrf_k, dedup_threshold=dedup_threshold)
+    def exact_index(self) -> ExactVectorIndex:
+        """Every chunk's vector in memory, for exact search over many queries at once."""
+        table = self.chunks_table()
+        rows = table.to_arrow().select(_HIT_COLUMNS).to_pylist() if table is not None else []
+        return ExactVectorIndex(rows, self.dimension or 1)
+
+
+class ExactVectorIndex:
+    """Exact cosine search for a batch of queries as one matrix product over every chunk's
+    vector. It returns what :meth:`Store.vector_search` would (LanceDB's flat search is exact
+    too), without a query per question: the evaluation ranks thousands of questions with it."""
+
+    def __init__(self, rows: list[dict[str, Any]], dimension: int) -> None:
+        self.candidates = [Candidate.from_row(r) for r in rows]
+        self.matrix = (
+            np.asarray([r["vector"] for r in rows], dtype=np.float32)
+            if rows
+            else np.zeros((0, dimension), dtype=np.float32)
+        )
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def search(self, vectors: npt.NDArray[np.float32], limit: int) -> list[list[Candidate]]:
+        """The ``limit`` closest chunks for each row of ``vectors``, closest first."""
+        out: list[list[Candidate]] = []
+        n = self.matrix.shape[0]
+        if n == 0:
+            return [[] for _ in range(len(vectors))]
+        k = min(limit, n)
+        for start in range(0, len(vectors), 512):
+            sims = vectors[start : start + 512] @ self.matrix.T
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else None
+            for row in range(sims.shape[0]):
+                cand = top[row] if top is not None else np.arange(n)
+                ranked = cand[np.argsort(-sims[row, cand], kind="stable")]
+                out.append(
+                    [
+                        replace(self.candidates[j], similarity=float(sims[row, j]))
+                        for j in ranked.tolist()
+                    ]
+                )
+        return out
 
 
 def _fts_query(text: str) -> str:
@@ -484,70 +520,4 @@ def _fts_query(text: str) -> str:
     return " ".join(words[:64])
 
 
-def fuse(
-    dense: Sequence[dict[str, Any]],
-    sparse: Sequence[dict[str, Any]],
-    *,
-    top_k: int,
-    rrf_k: int = 60,
-    dedup_threshold: float = 0.97,
-) -> list[SearchHit]:
-    """Reciprocal-rank fusion of two ranked lists, then near-duplicate collapse."""
-    scores: dict[str, float] = {}
-    rows: dict[str, dict[str, Any]] = {}
-    ranks: dict[str, dict[str, int]] = {}
-    for name, ranked in (("vector", dense), ("text", sparse)):
-        for rank, row in enumerate(ranked, start=1):
-            cid = row["chunk_id"]
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (rrf_k + rank)
-            rows.setdefault(cid, row)
-            ranks.setdefault(cid, {})[name] = rank
-    order = sorted(scores, key=lambda c: (-scores[c], c))
-    kept: list[SearchHit] = []
-    kept_vecs: list[npt.NDArray[np.float32]] = []
-    for cid in order:
-        row = rows[cid]
-        vec = row.get("vector")
-        if vec is not None and dedup_threshold < 1.0:
-            v = np.asarray(vec, dtype=np.float32)
-            if any(float(np.dot(v, k)) >= dedup_threshold for k in kept_vecs):
-                continue
-            kept_vecs.append(v)
-        kept.append(_hit(row, scores[cid], ranks[cid]))
-        if len(kept) >= top_k:
-            break
-    return kept
-
-
-def _hit(row: dict[str, Any], score: float, ranks: dict[str, int]) -> SearchHit:
-    return SearchHit(
-        chunk_id=row["chunk_id"],
-        doc_id=row["doc_id"],
-        source=row.get("source") or "",
-        title=row.get("title") or "",
-        page=row.get("page"),
-        heading_path=list(row.get("heading_path") or []),
-        text=row.get("text") or "",
-        score=round(score, 6),
-        ordinal=int(row.get("ordinal") or 0),
-        char_start=int(row.get("char_start") or 0),
-        char_end=int(row.get("char_end") or 0),
-        tokens=int(row.get("tokens") or 0),
-        flags=list(row.get("flags") or []),
-        vector_rank=ranks.get("vector"),
-        text_rank=ranks.get("text"),
-    )
-
-
-def iter_batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-__all__ = ["STATUS_OK", "Store", "build_filter", "fuse"]
+__all__ = ["STATUS_OK", "ExactVectorIndex", "Store", "build_filter"]

@@ -149,6 +149,58 @@ class SearchFilters:
 
 
 @dataclass
+class Candidate:
+    """One chunk as one retriever found it, before fusion: the chunk's columns, its vector and
+    the retriever's own score (cosine ``similarity`` to the query for vector search, the
+    full-text engine's ``text_score`` for full-text search)."""
+
+    chunk_id: str
+    doc_id: str
+    text: str = ""
+    source: str = ""
+    title: str = ""
+    page: int | None = None
+    heading_path: list[str] = field(default_factory=list)
+    ordinal: int = 0
+    char_start: int = 0
+    char_end: int = 0
+    tokens: int = 0
+    flags: list[str] = field(default_factory=list)
+    vector: npt.NDArray[np.float32] | None = None
+    #: cosine similarity to the query vector (vector search only)
+    similarity: float | None = None
+    #: the full-text engine's relevance score (full-text search only)
+    text_score: float | None = None
+
+    @classmethod
+    def from_row(
+        cls,
+        row: dict[str, Any],
+        *,
+        similarity: float | None = None,
+        text_score: float | None = None,
+    ) -> Candidate:
+        vector = row.get("vector")
+        return cls(
+            chunk_id=row["chunk_id"],
+            doc_id=row["doc_id"],
+            text=row.get("text") or "",
+            source=row.get("source") or "",
+            title=row.get("title") or "",
+            page=row.get("page"),
+            heading_path=list(row.get("heading_path") or []),
+            ordinal=int(row.get("ordinal") or 0),
+            char_start=int(row.get("char_start") or 0),
+            char_end=int(row.get("char_end") or 0),
+            tokens=int(row.get("tokens") or 0),
+            flags=list(row.get("flags") or []),
+            vector=None if vector is None else np.asarray(vector, dtype=np.float32),
+            similarity=similarity,
+            text_score=text_score,
+        )
+
+
+@dataclass
 class SearchHit:
     chunk_id: str
     doc_id: str

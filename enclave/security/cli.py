@@ -9,29 +9,13 @@ from typing import Annotated
 
 import typer
 
+from enclave.cli_options import ConfigOpt, DataDirOpt, JsonOpt, build_settings, fail
 from enclave.errors import EnclaveError
 from enclave.settings import Settings
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="enclave.toml to read (default: $ENCLAVE_CONFIG)"),
-]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option("--data-dir", "-d", help="data directory (default: ./enclave-data)"),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
-
 
 def _settings(config: Path | None, data_dir: Path | None) -> Settings:
-    from enclave.cli import build_settings
-
     return build_settings(config, data_dir)
-
-
-def _fail(exc: EnclaveError) -> typer.Exit:
-    typer.echo(f"error: {exc.message}", err=True)
-    return typer.Exit(exc.exit_code)
 
 
 def _limit(v: int | None) -> str:
@@ -77,7 +61,7 @@ def keys_create(
             name, groups=parse_groups(groups), admin=admin, daily_tokens=daily_tokens, rpm=rpm
         )
     except EnclaveError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if json_out:
         typer.echo(json.dumps({**rec.public_dict(), "key": key}))
         return
@@ -104,7 +88,7 @@ def keys_list(
     try:
         records = KeyStore(_settings(config, data_dir).data_dir).records()
     except EnclaveError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if not all_keys:
         records = [r for r in records if r.active]
     if json_out:
@@ -138,7 +122,7 @@ def keys_revoke(
     try:
         rec = KeyStore(_settings(config, data_dir).data_dir).revoke(name_or_id)
     except EnclaveError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"revoked key {rec.key_id} ({rec.name})")
 
 
@@ -157,7 +141,7 @@ def keys_set_groups(
             name_or_id, parse_groups(groups)
         )
     except EnclaveError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"key {rec.key_id} ({rec.name}) groups: {', '.join(rec.groups) or 'none'}")
 
 
@@ -181,7 +165,7 @@ def keys_set_limits(
             name_or_id, daily_tokens=daily_tokens, rpm=rpm
         )
     except EnclaveError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(
         f"key {rec.key_id} ({rec.name}): daily tokens {_limit(rec.daily_tokens)}, "
         f"rpm {_limit(rec.rpm)}"
@@ -204,7 +188,7 @@ def audit_verify(
     try:
         result = verify_log(_settings(config, data_dir).data_dir, expect_head=expect_head)
     except EnclaveError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if json_out:
         typer.echo(json.dumps(result.to_dict()))
     elif result.ok:
@@ -232,7 +216,7 @@ def audit_tail(
     try:
         ddir = _settings(config, data_dir).data_dir
     except EnclaveError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
     def show(rec: dict[str, object]) -> None:
         typer.echo(json.dumps(rec, ensure_ascii=False) if json_out else format_record(rec))
@@ -268,7 +252,7 @@ def policy_check(
             norm = normalise_path(p)
             result[p] = pol.groups_for(norm, extra)
     except EnclaveError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if json_out:
         typer.echo(json.dumps({"rules": len(pol.rules), "paths": result}))
         return

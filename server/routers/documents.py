@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from enclave.security.access import visible_groups
-from enclave.security.http import audit_info
-from server.deps import AdminDep, DocumentsDep, PrincipalDep, require_principal
+from server.auth import AdminDep, PrincipalDep, require_principal
+from server.deps import DocumentsDep
+from server.middleware import audit_info
 
 router = APIRouter(tags=["documents"], dependencies=[Depends(require_principal)])
 

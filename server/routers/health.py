@@ -9,8 +9,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from server.deps import AdminDep, StateDep
-from server.errors import error_body
+from server.auth import AdminDep
+from server.deps import StateDep
+from server.responses import error_body
 
 router = APIRouter(tags=["health"])
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from server.deps import AdminDep, SecurityDep, require_principal
+from server.auth import AdminDep, SecurityDep, require_principal
 
 router = APIRouter(tags=["usage"], dependencies=[Depends(require_principal)])
 

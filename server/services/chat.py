@@ -1,6 +1,7 @@
-"""Chat completions: retrieval and packing in a thread, one generation at a time through the
-gate, the model in a worker thread feeding the event loop, cancellation on disconnect or
-timeout, citations verified at the end. No web-framework types here.
+"""Chat completions: admission, retrieval and packing in a thread, one generation at a time
+through the generation queue, the model in a worker thread feeding the event loop,
+cancellation on disconnect or timeout, citations verified at the end. No web-framework types
+here.
 
 Time limit: ``server.request_timeout_s`` counts from the request's arrival and covers
 retrieval, queueing and generation. Without streaming, running out of time cancels the
@@ -19,37 +20,26 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
 from enclave.errors import GenerationTimeoutError
-from enclave.security.injection import leaks_system_prompt
-from models.generator import StreamEvent, Usage
-from server.gate import POLL_S, ClientGoneError, GenerationGate
-from server.metrics import Metrics
-from server.prompt import SYSTEM_PROMPT
-from server.rag import Answer, Prepared, RagService
-from store.records import SearchFilters
+from models.generator import StreamCollector, StreamEvent, Usage
+from rag.answer_guard import leaks_prompt
+from rag.service import Answer, Prepared, RagService
+from server.generation_queue import POLL_S, ClientGoneError, GenerationQueue
+from server.prometheus import Metrics
+from server.services.admission import Admission, ChatParams
+
+if TYPE_CHECKING:
+    from enclave.security.keys import Principal
+    from server.middleware import AuditInfo
+    from server.schemas import ChatCompletionRequest
 
 log = logging.getLogger("enclave.server")
 
 Disconnected = Callable[[], Awaitable[bool]]
-
-
-@dataclass
-class ChatParams:
-    messages: list[dict[str, str]]
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_k: int | None = None
-    filters: SearchFilters | None = None
-    stop: list[str] | None = None
-    #: called once with the finished answer (abstained, complete, timed out while streaming)
-    on_answer: Callable[[Answer], None] | None = None
-    #: called instead when a started generation ends without an answer (error, disconnect,
-    #: timeout without streaming) with the tokens it had used
-    on_usage: Callable[[Usage], None] | None = None
 
 
 class _End:
@@ -109,17 +99,34 @@ class ChatService:
     def __init__(
         self,
         rag: RagService,
-        gate: GenerationGate,
+        queue: GenerationQueue,
         metrics: Metrics,
+        admission: Admission,
         *,
         request_timeout_s: float,
         model_name: str,
     ) -> None:
         self.rag = rag
-        self.gate = gate
+        self.queue = queue
         self.metrics = metrics
+        self.admission = admission
         self.request_timeout_s = request_timeout_s
         self.model_name = model_name
+
+    async def reply(
+        self,
+        body: ChatCompletionRequest,
+        principal: Principal,
+        info: AuditInfo,
+        *,
+        disconnected: Disconnected | None = None,
+    ) -> dict[str, Any] | ChatStream:
+        """Admit the request, then answer it: the whole ``chat.completion`` object, or the
+        stream to send when ``body.stream`` is set."""
+        params = self.admission.chat(body, principal, info)
+        if body.stream:
+            return await self.open_stream(params, disconnected=disconnected)
+        return await self.complete(params, disconnected=disconnected)
 
     # ----------------------------------------------------------------- shared steps
     @staticmethod
@@ -156,7 +163,7 @@ class ChatService:
     ) -> GenerationRun:
         queued = time.monotonic()
         try:
-            await self.gate.acquire(deadline=deadline, disconnected=disconnected)
+            await self.queue.acquire(deadline=deadline, disconnected=disconnected)
         except Exception as exc:
             cause = {"QueueFullError": "queue_full", "GenerationTimeoutError": "timeout"}.get(
                 type(exc).__name__, "disconnected"
@@ -174,7 +181,7 @@ class ChatService:
             thread.start()
         except BaseException:
             self.metrics.in_flight.dec()
-            self.gate.release()
+            self.queue.release()
             raise
         return run
 
@@ -206,7 +213,7 @@ class ChatService:
             )
             self.metrics.in_flight.dec()
             run.done.set()
-            self.gate.release_threadsafe()
+            self.queue.release_threadsafe()
             put(_End())
 
     def _note_cancel(self, exc: BaseException) -> None:
@@ -226,26 +233,20 @@ class ChatService:
             self._report(params, answer)
             return self.completion_body(answer)
         run = await self._start(prepared, started, deadline, disconnected)
-        parts: list[str] = []
-        finish = "stop"
-        usage = Usage(prepared.prompt_tokens, 0)
+        collected = StreamCollector(prepared.prompt_tokens)
         try:
             while (event := await run.next(disconnected)) is not None:
-                parts.append(event.delta)
-                if event.finish_reason is not None:
-                    finish = event.finish_reason
-                if event.usage is not None:
-                    usage = event.usage
+                collected.add(event)
         except BaseException as exc:
             run.cancel.set()
             self._note_cancel(exc)
-            self._report_partial(params, Usage(usage.prompt_tokens, max(len(parts), 0)))
+            self._report_partial(params, Usage(collected.usage.prompt_tokens, len(collected.parts)))
             raise
-        answer = await self._finish(run, "".join(parts), finish, usage)
+        answer = await self._finish(run, collected)
         self._report(params, answer)
         return self.completion_body(answer)
 
-    async def _finish(self, run: GenerationRun, text: str, finish: str, usage: Usage) -> Answer:
+    async def _finish(self, run: GenerationRun, collected: StreamCollector) -> Answer:
         """Verify and attribute the answer in the thread pool: attribution runs the embedder,
         which must not block the event loop."""
         now = time.monotonic()
@@ -257,7 +258,12 @@ class ChatService:
             "total_s": now - run.started,
         }
         return await run_in_threadpool(
-            self.rag.finish, run.prepared, text, finish_reason=finish, usage=usage, timings=timings
+            self.rag.finish,
+            run.prepared,
+            collected.text,
+            finish_reason=collected.finish_reason,
+            usage=collected.usage,
+            timings=timings,
         )
 
     def completion_body(self, answer: Answer) -> dict[str, Any]:
@@ -341,10 +347,10 @@ class ChatStream:
         self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self._closed = False
-        self._parts: list[str] = []
+        self._collected = StreamCollector(prepared.prompt_tokens)
         self._streamed = False
         #: the sources hold instruction-like text: the deltas are held back until the answer
-        #: has been checked (see RagService.guard_answer), then sent as one
+        #: has been checked (rag/answer_guard.py), then sent as one
         self._hold = bool(prepared.suspect_tokens) or any(s.withheld for s in prepared.sources)
 
     def close(self) -> None:
@@ -394,28 +400,22 @@ class ChatStream:
                 yield "data: [DONE]\n\n"
                 return
             run = self.run
-            parts = self._parts
-            finish = "stop"
-            usage = Usage(self.prepared.prompt_tokens, 0)
+            collected = self._collected
             event = self._first
             try:
                 while event is not None:
+                    collected.add(event)
                     if event.delta:
-                        parts.append(event.delta)
-                        if not self._hold and leaks_system_prompt("".join(parts), SYSTEM_PROMPT):
+                        if not self._hold and leaks_prompt(collected.text):
                             self._hold = True  # stop here; the final chunk has the refusal
                         if not self._hold:
                             self._streamed = True
                             yield sse(self._chunk({"content": event.delta}))
-                    if event.finish_reason is not None:
-                        finish = event.finish_reason
-                    if event.usage is not None:
-                        usage = event.usage
                     event = await run.next()
             except GenerationTimeoutError:
                 self.service.metrics.cancellations.labels("timeout").inc()
                 self._closed = True
-                finish = "timeout"
+                collected.finish_reason = "timeout"
             except Exception as exc:
                 log.exception("generation failed mid-stream", exc_info=exc)
                 yield sse(
@@ -429,7 +429,7 @@ class ChatStream:
                     }
                 )
                 return
-            answer = await self.service._finish(run, "".join(parts), finish, usage)
+            answer = await self.service._finish(run, collected)
             self._reported = True
             self.service._report(self.params, answer)
             if self._hold:  # held back for the answer check: now send the checked text
@@ -441,7 +441,7 @@ class ChatStream:
             if not self._reported and self.run is not None:
                 self._reported = True
                 self.service._report_partial(
-                    self.params, Usage(self.prepared.prompt_tokens, len(self._parts))
+                    self.params, Usage(self.prepared.prompt_tokens, len(self._collected.parts))
                 )
             self.close()
 

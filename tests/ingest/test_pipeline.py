@@ -61,7 +61,7 @@ def test_every_format_end_to_end(tmp_path: Path, bundled_embedder: Any) -> None:
     # the index answers: the full-text index was built at the end of the run
     marker = make_docs.sections("docx")[1].marker
     hits = store.text_search(marker, 3)
-    assert hits and hits[0]["doc_id"] == doc_id_for_path(paths["docx"])
+    assert hits and hits[0].doc_id == doc_id_for_path(paths["docx"])
 
 
 def test_incremental_skip_replace_prune(tmp_path: Path, bundled_embedder: Any) -> None:

@@ -14,6 +14,7 @@ from enclave.security.access import (
     visible_groups,
 )
 from enclave.security.keys import LOCAL_PRINCIPAL, Principal
+from rag.retrieval import fuse
 from store.db import build_filter
 from store.records import ChunkRecord, DocumentRecord, SearchFilters, doc_id_for_path
 
@@ -72,7 +73,8 @@ def store(tmp_path_factory: pytest.TempPathFactory):
 
 def _seen(store, principal: Principal, filters: SearchFilters | None = None) -> set[str]:
     f = search_filters_for(principal, filters)
-    hits = store.hybrid_search("budget", _vec(0), top_k=20, filters=f, dedup_threshold=1.0)
+    dense, sparse = store.vector_search(_vec(0), 30, f), store.text_search("budget", 30, f)
+    hits = fuse(dense, sparse, top_k=20, dedup_threshold=1.0)
     return {h.source.split("/")[2] for h in hits}
 
 
@@ -98,8 +100,8 @@ def test_hybrid_search_prefilter(store, principal: Principal, expected: set[str]
     assert _seen(store, principal) == expected
     # vector-only and text-only paths apply the same prefilter
     f = search_filters_for(principal)
-    dense = {r["source"].split("/")[2] for r in store.vector_search(_vec(3), 20, f)}
-    sparse = {r["source"].split("/")[2] for r in store.text_search("budget", 20, f)}
+    dense = {r.source.split("/")[2] for r in store.vector_search(_vec(3), 20, f)}
+    sparse = {r.source.split("/")[2] for r in store.text_search("budget", 20, f)}
     assert dense == expected and sparse == expected
 
 

@@ -77,7 +77,7 @@ def test_policy_redaction_and_flags_end_to_end(tmp_path: Path, bundled_embedder:
     assert "[REDACTED:EMAIL]" in contacts
     for value in PII.values():
         assert all(value not in t for t in texts.values())
-        assert not any(value in r["text"] for r in store.text_search(value, 20, None))
+        assert not any(value in r.text for r in store.text_search(value, 20, None))
     for token in ("jane", "7946", "WEST", "4111", "6789"):
         assert store.text_search(token, 20, None) == [], token
     notice = next(d for d in store.list_documents() if d.path.endswith("notice.txt"))

@@ -18,7 +18,7 @@ import pytest
 
 from enclave.security.injection import leaks_system_prompt
 from enclave.settings import GeneratorSettings, RetrievalSettings, ServerSettings, Settings
-from server.prompt import SYSTEM_PROMPT
+from rag.prompt import SYSTEM_PROMPT
 from tests.security.server_support import auth, ingest, make_key, serve
 from tests.server.conftest import DOCS, Live, real_generator, write_docs
 
@@ -138,7 +138,7 @@ def test_injected_text_reaches_the_prompt_neutralised(live: Live) -> None:
     """In-process over the same index: the flagged source is withheld; no chat-template token
     or source delimiter from a document survives into the prompt."""
     from models.generator import FakeGenerator
-    from server.rag import RagService
+    from rag.service import RagService
     from store.db import Store
 
     gen = FakeGenerator(context_size=4096)

@@ -17,8 +17,8 @@ import openai
 import pytest
 from openai import OpenAI
 
-from server.citations import strip_citations, verify_citations
-from server.prompt import ABSTAIN_TEXT
+from rag.citations import strip_citations, verify_citations
+from rag.prompt import ABSTAIN_TEXT
 from tests.server.conftest import Live, write_docs
 
 

@@ -9,10 +9,19 @@ import pytest
 
 from enclave.errors import EmbedderMismatchError, UsageError
 from models.embedder import HashEmbedder
-from store import ChunkRecord, DocumentRecord, SearchFilters, Store, doc_id_for_path
-from store.db import build_filter, fuse
+from rag.retrieval import fuse
+from store import Candidate, ChunkRecord, DocumentRecord, SearchFilters, Store, doc_id_for_path
+from store.db import build_filter
 
 EMB = HashEmbedder(dimension=32)
+
+
+def hybrid(store: Store, text: str, vector: np.ndarray, *, top_k: int, **kw):  # type: ignore[no-untyped-def]
+    """Both searches of the store, fused as retrieval fuses them."""
+    filters = kw.pop("filters", None)
+    dense = store.vector_search(vector, 30, filters)
+    sparse = store.text_search(text, 30, filters)
+    return fuse(dense, sparse, top_k=top_k, **kw)
 
 
 def _doc(
@@ -103,17 +112,17 @@ def test_hybrid_search_finds_by_words_and_filters(store: Store) -> None:
     store.replace_documents([a, b], ca + cb)
     store.optimize()
     q = "vacation days"
-    hits = store.hybrid_search(q, EMB.embed_query(q), top_k=4)
+    hits = hybrid(store, q, EMB.embed_query(q), top_k=4)
     assert hits[0].text == "vacation policy allows 25 days"
-    only_fin = store.hybrid_search(
-        q, EMB.embed_query(q), top_k=4, filters=SearchFilters(groups=["finance"])
+    only_fin = hybrid(
+        store, q, EMB.embed_query(q), top_k=4, filters=SearchFilters(groups=["finance"])
     )
     assert {h.doc_id for h in only_fin} == {b.doc_id}
-    prefix = store.hybrid_search(
-        q, EMB.embed_query(q), top_k=4, filters=SearchFilters(path_prefix="/corp/hr/")
+    prefix = hybrid(
+        store, q, EMB.embed_query(q), top_k=4, filters=SearchFilters(path_prefix="/corp/hr/")
     )
     assert {h.source for h in prefix} == {"/corp/hr/policy.txt"}
-    none = store.hybrid_search(q, EMB.embed_query(q), top_k=4, filters=SearchFilters(groups=[]))
+    none = hybrid(store, q, EMB.embed_query(q), top_k=4, filters=SearchFilters(groups=[]))
     assert none == []
 
 
@@ -129,14 +138,8 @@ def test_filters_cannot_be_injected() -> None:
 def test_fuse_rrf_and_dedup() -> None:
     v = np.ones(4, dtype=np.float32) / 2
     w = np.array([1, 0, 0, 0], dtype=np.float32)
-    dense = [
-        {"chunk_id": "a", "doc_id": "d", "vector": v},
-        {"chunk_id": "b", "doc_id": "d", "vector": v},
-    ]
-    sparse = [
-        {"chunk_id": "c", "doc_id": "d", "vector": w},
-        {"chunk_id": "a", "doc_id": "d", "vector": v},
-    ]
+    dense = [Candidate("a", "d", vector=v), Candidate("b", "d", vector=v)]
+    sparse = [Candidate("c", "d", vector=w), Candidate("a", "d", vector=v)]
     hits = fuse(dense, sparse, top_k=3)
     # a is in both lists and ranks first; b duplicates a's vector and is collapsed
     assert [h.chunk_id for h in hits] == ["a", "c"]
@@ -150,17 +153,11 @@ def test_set_groups_without_reembedding(store: Store) -> None:
     store.set_groups([a.doc_id], ["hr"])
     q = "quarterly numbers"
     assert (
-        store.hybrid_search(
-            q, EMB.embed_query(q), top_k=2, filters=SearchFilters(groups=["finance"])
-        )
+        hybrid(store, q, EMB.embed_query(q), top_k=2, filters=SearchFilters(groups=["finance"]))
         == []
     )
     assert (
-        len(
-            store.hybrid_search(
-                q, EMB.embed_query(q), top_k=2, filters=SearchFilters(groups=["hr"])
-            )
-        )
+        len(hybrid(store, q, EMB.embed_query(q), top_k=2, filters=SearchFilters(groups=["hr"])))
         == 1
     )
     assert store.document_chunks(a.doc_id)[0]["text"] == before[0]["text"]

@@ -1,4 +1,4 @@
-"""Sentence support and attribution (server/support.py): which source backs each sentence an
+"""Sentence support and attribution (rag/attribution.py): which source backs each sentence an
 answer left without a citation marker."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy.typing as npt
 from enclave.settings import Settings
 from models.embedder import HashEmbedder
 from models.generator import FakeGenerator
-from server.rag import RagService
-from server.support import attribute_sentences, split_sentences
+from rag.attribution import attribute_sentences, split_sentences
+from rag.service import RagService
 from tests.server.conftest import hash_store
 
 SOURCES = {

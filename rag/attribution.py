@@ -1,10 +1,10 @@
-"""Sentence support: which source passage backs each sentence of an answer.
+"""Attribution: which source passage backs each sentence of an answer.
 
 A sentence is *supported* by a passage that contains most of its content words (overlap
 recall >= ``OVERLAP_MIN``) or a sentence whose embedding is close to it (cosine >=
 ``COSINE_MIN``). A cheap, model-free proxy: it cannot see negation, numbers swapped between
-entities, or claims that paraphrase far from the source. The server uses it to attribute the
-sentences a model left without a citation marker (:func:`attribute_sentences`); the evaluation
+entities, or claims that paraphrase far from the source. The answer stage uses it to attribute
+the sentences a model left without a citation marker (:func:`attribute_sentences`); the evaluation
 harness uses the same primitives for its faithfulness metric.
 """
 
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from rag.citations import markers, strip_markers
+
 #: a sentence is supported when this share of its content words is in a cited passage ...
 OVERLAP_MIN = 0.6
 #: ... or when its embedding is this close to one of the cited passage's sentences
@@ -24,10 +26,6 @@ COSINE_MIN = 0.6
 #: sentences with fewer content words are not claims ("Yes.", "[1]") and are not scored
 MIN_CLAIM_WORDS = 2
 
-# [1], [1, 2], [1; 2], [Source 1]: the forms the server accepts
-_MARKER = re.compile(
-    r"\[\s*(?:sources?\s*)?(\d{1,6}(?:\s*[,;]\s*(?:sources?\s*)?\d{1,6})*)\s*\]", re.IGNORECASE
-)
 _WORD = re.compile(r"\w+", re.UNICODE)
 # a sentence ends at . ! ? (with any closing quotes/brackets and citation markers after it)
 _SENTENCE_END = re.compile(r"(?<=[.!?])((?:[\"')\]]*)(?:\s*\[[\d,; ]{1,40}\])*)\s+|\n+")
@@ -173,11 +171,6 @@ STOPWORDS = frozenset(
 Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 
-def strip_markers(text: str) -> str:
-    """The answer without its ``[n]`` citation markers."""
-    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", text)).strip()
-
-
 def content_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
 
@@ -196,11 +189,6 @@ def split_sentences(text: str) -> list[str]:
     if tail:
         out.append(tail)
     return out
-
-
-def markers(text: str) -> list[int]:
-    """Every source number cited in ``text``, in order (repeats kept)."""
-    return [int(n) for group in _MARKER.findall(text) for n in re.findall(r"\d+", group)]
 
 
 def cosines(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

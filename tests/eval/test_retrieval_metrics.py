@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from eval.metrics import dedupe_ranking, percentile, score_retrieval
+from eval.retrieval_metrics import dedupe_ranking, percentile, score_retrieval
 
 METRICS = ["recall@1", "recall@3", "recall@5", "recall@10", "mrr@10", "ndcg@5", "ndcg@10"]
 

@@ -4,18 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from enclave.errors import AuthError, ConfigError, PromptTooLongError
+from enclave.errors import AuthError, ConfigError
 from enclave.security.audit import AuditLogError
-from enclave.security.guard import (
+from enclave.security.keys import LOCAL_PRINCIPAL, KeyStore
+from enclave.security.services import (
     Authenticator,
     SecurityServices,
-    cap_max_tokens,
     check_no_auth_allowed,
-    check_prompt_tokens,
     is_loopback,
 )
-from enclave.security.keys import LOCAL_PRINCIPAL, KeyStore
-from enclave.settings import SecuritySettings, load_settings
+from enclave.settings import load_settings
 
 
 @pytest.mark.parametrize(
@@ -63,16 +61,6 @@ def test_authenticator(data_dir: Path) -> None:
         auth.authenticate(f"Bearer {key}")
     assert key not in info.value.message
     assert Authenticator(keys, enabled=False).authenticate(None) is LOCAL_PRINCIPAL
-
-
-def test_caps() -> None:
-    sec = SecuritySettings(max_prompt_tokens=100, max_completion_tokens=50)
-    assert cap_max_tokens(None, sec) == 50
-    assert cap_max_tokens(10, sec) == 10
-    assert cap_max_tokens(10_000, sec) == 50
-    check_prompt_tokens(100, sec)
-    with pytest.raises(PromptTooLongError, match="at most 100"):
-        check_prompt_tokens(101, sec)
 
 
 def test_security_services_from_settings(data_dir: Path, tmp_path: Path) -> None:

@@ -57,3 +57,14 @@ def verify_citations(text: str, source_count: int) -> CitationCheck:
 def strip_citations(text: str) -> str:
     """``text`` without any citation markers (for earlier answers kept as history)."""
     return _MARKER.sub("", text)
+
+
+def strip_markers(text: str) -> str:
+    """``text`` without its markers and without the space they leave before punctuation
+    (a sentence as a claim, for support checks)."""
+    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER.sub("", text)).strip()
+
+
+def markers(text: str) -> list[int]:
+    """Every source number cited in ``text``, in order (repeats kept)."""
+    return [int(n) for m in _MARKER.finditer(text) for n in _NUM.findall(m.group("nums"))]

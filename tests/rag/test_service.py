@@ -10,9 +10,9 @@ import pytest
 from enclave.errors import PromptTooLongError, UsageError
 from enclave.settings import Settings
 from models.generator import FakeGenerator
-from server.citations import strip_citations, verify_citations
-from server.prompt import ABSTAIN_TEXT, SYSTEM_PROMPT, format_source
-from server.rag import RagService
+from rag.citations import strip_citations, verify_citations
+from rag.prompt import ABSTAIN_TEXT, SYSTEM_PROMPT, format_source
+from rag.service import RagService
 from store.records import SearchFilters, SearchHit
 from tests.server.conftest import hash_store
 
@@ -140,7 +140,7 @@ def test_history_is_truncated_oldest_first(tmp_path: Path) -> None:
     kept = prepared.messages[1:-1]
     assert 0 < len(kept) < len(history)
     assert kept[0]["role"] == "user" and kept[-1]["content"] == "old answer 29"
-    assert prepared.prompt_tokens <= 400 - rag.effective_max_tokens(None)
+    assert prepared.prompt_tokens <= 400 - rag.max_tokens(None)
 
 
 def test_question_too_long_raises(tmp_path: Path) -> None:
@@ -164,10 +164,10 @@ def test_filters_and_limits(tmp_path: Path) -> None:
         "alpha topic", filters=SearchFilters(path_prefix=str(tmp_path / "d" / "doc5"))
     )
     assert {Path(h.source).name for h in hits} == {"doc5.md"}
-    assert rag.effective_max_tokens(10**9) == rag.settings.generator.max_tokens
-    assert rag.effective_max_tokens(None) <= rag.settings.generator.max_tokens
+    assert rag.max_tokens(10**9) == rag.settings.generator.max_tokens
+    assert rag.max_tokens(None) <= rag.settings.generator.max_tokens
     with pytest.raises(UsageError):
-        rag.effective_max_tokens(0)
+        rag.max_tokens(0)
     with pytest.raises(UsageError):
         rag.prepare([{"role": "assistant", "content": "x"}])
     with pytest.raises(UsageError):

@@ -10,7 +10,7 @@ import pytest
 
 from enclave.errors import RateLimitError
 from enclave.security.keys import Principal
-from enclave.security.limits import Limiter
+from enclave.security.rate_limits import Limiter
 
 
 class Clock:

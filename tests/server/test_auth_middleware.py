@@ -15,23 +15,18 @@ from fastapi.testclient import TestClient
 from enclave.errors import EnclaveError
 from enclave.security.access import search_filters_for
 from enclave.security.audit import verify_log
-from enclave.security.guard import SecurityServices
-from enclave.security.http import (
-    AdminDep,
-    PrincipalDep,
-    audit_info,
-    get_security,
-    install_security,
-    note_error,
-)
+from enclave.security.services import SecurityServices
 from enclave.settings import load_settings
+from server.auth import AdminDep, PrincipalDep, attach_security, get_security
+from server.middleware import AuditMiddleware, audit_info, note_error
 
 
 def make_app(data_dir: Path, **security: Any) -> tuple[FastAPI, SecurityServices]:
     settings = load_settings(overrides={"data_dir": data_dir, "security": security})
     sec = SecurityServices.from_settings(settings)
     app = FastAPI()
-    install_security(app, sec)
+    attach_security(app, sec)
+    app.add_middleware(AuditMiddleware, audit=sec.audit)  # type: ignore[arg-type]
 
     @app.exception_handler(EnclaveError)
     async def _handler(request: Request, exc: Exception) -> JSONResponse:

@@ -1,7 +1,7 @@
 """What the server holds for security, built once from the settings; no web framework here.
 
 ``SecurityServices.from_settings(settings)`` gives the key store, the authenticator, the ACL
-policy, the audit log and the limiter. The FastAPI dependency in ``server/deps.py`` only
+policy, the audit log and the limiter. The FastAPI dependency in ``server/auth.py`` only
 passes the ``Authorization`` header to :meth:`Authenticator.authenticate`.
 """
 
@@ -12,11 +12,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from enclave.errors import AuthError, ConfigError, PromptTooLongError
+from enclave.errors import AuthError, ConfigError
 from enclave.security.audit import AuditLog
 from enclave.security.keys import LOCAL_PRINCIPAL, KeyStore, Principal, bearer_token
-from enclave.security.limits import Limiter
 from enclave.security.policy import AclPolicy
+from enclave.security.rate_limits import Limiter
 
 if TYPE_CHECKING:
     from enclave.settings import SecuritySettings, Settings
@@ -65,21 +65,6 @@ class Authenticator:
         if principal is None:
             raise AuthError("invalid or revoked API key")
         return principal
-
-
-def cap_max_tokens(requested: int | None, security: SecuritySettings) -> int:
-    """The ``max_tokens`` to generate: the request's value, at most the security cap."""
-    cap = security.max_completion_tokens
-    return cap if requested is None else max(1, min(requested, cap))
-
-
-def check_prompt_tokens(prompt_tokens: int, security: SecuritySettings) -> None:
-    """Refuse a request whose own messages exceed ``security.max_prompt_tokens`` (400)."""
-    if prompt_tokens > security.max_prompt_tokens:
-        raise PromptTooLongError(
-            f"the messages have {prompt_tokens} tokens; this server accepts at most "
-            f"{security.max_prompt_tokens} (security.max_prompt_tokens)"
-        )
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""One generation at a time per model, behind a bounded FIFO queue.
+"""The generation queue: one generation at a time per model, behind a bounded FIFO queue.
 
-The gate lives on the event loop. A request takes the model (or a place in the queue) with
-:meth:`GenerationGate.acquire`; the worker thread that runs the generation gives it back with
-:meth:`GenerationGate.release_threadsafe` when the model is really free again, so a
+The queue lives on the event loop. A request takes the model (or a place in the queue) with
+:meth:`GenerationQueue.acquire`; the worker thread that runs the generation gives it back with
+:meth:`GenerationQueue.release_threadsafe` when the model is really free again, so a
 cancelled or timed-out request never lets the next one start while llama.cpp is still busy.
 """
 
@@ -27,7 +27,7 @@ class ClientGoneError(EnclaveError):
     code = "client_closed_request"
 
 
-class GenerationGate:
+class GenerationQueue:
     """A FIFO lock with at most ``queue_size`` waiters; the rest are refused (429)."""
 
     def __init__(self, queue_size: int, on_change: Callable[[int], None] | None = None) -> None:
