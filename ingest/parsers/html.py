@@ -285,7 +285,7 @@ def decode_html(data: bytes) -> str:
 def parse_html_file(path: str) -> ParsedDocument:
     with open(path, "rb") as fh:
         data = fh.read()
-    from ingest.limits import looks_binary
+    from ingest.file_checks import looks_binary
 
     if looks_binary(data[:4096]) and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ParseError("binary content, not HTML (refused)")

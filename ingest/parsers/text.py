@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Callable
 
-from ingest.limits import looks_binary
+from ingest.file_checks import looks_binary
 from ingest.types import Element, ParsedDocument, ParseError
 
 _BOMS: list[tuple[bytes, str]] = [
