@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ingest.parsers.encoding import decode_bytes
 from ingest.types import Element, ParsedDocument, ParseError
 
 DROP_TAGS = frozenset(
@@ -258,8 +259,6 @@ def decode_html(data: bytes) -> str:
     """The document's text: by its BOM, else its declared charset (``<meta charset>``,
     ``http-equiv`` or the XML declaration), else like a plain text file (UTF-8, cp1252)."""
     import codecs
-
-    from ingest.parsers.text import decode_bytes
 
     has_bom = data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"))
     m = None if has_bom else _DECLARED_CHARSET.search(data[:4096])

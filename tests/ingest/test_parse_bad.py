@@ -10,7 +10,7 @@ import pytest
 from enclave.settings import IngestSettings
 from ingest import file_checks
 from ingest.parse import parse_file
-from ingest.parsers.text import decode_bytes
+from ingest.parsers.encoding import decode_bytes
 from ingest.types import ParseError
 from tests.fixtures.make_docs import make_bad, make_docx, write_random
 
