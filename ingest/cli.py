@@ -72,7 +72,8 @@ def ingest_command(
     ] = False,
 ) -> None:
     """Ingest files and folders into the index (incremental: unchanged files are skipped)."""
-    from ingest.pipeline import ingest_paths, parse_groups
+    from ingest.groups import parse_groups
+    from ingest.pipeline import ingest_paths
 
     overrides: dict[str, Any] = {
         "ingest": {
@@ -156,7 +157,7 @@ def status_command(
 def index_status(data_dir: Path) -> dict[str, Any]:
     """The ``enclave status`` report of the index in ``data_dir``."""
     from enclave.errors import UsageError
-    from ingest.pipeline import read_last_ingest
+    from ingest.summary import read_last_ingest
     from store.db import Store
     from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK
 

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from enclave.settings import IngestSettings
-from ingest.limits import check_office_container, check_size
+from ingest.file_checks import check_office_container, check_size
 from ingest.types import ParsedDocument, ParseError, Source
 
 log = logging.getLogger(__name__)

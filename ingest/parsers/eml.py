@@ -19,7 +19,7 @@ HEADER_FIELDS = ("From", "To", "Cc", "Date")
 def parse_eml(path: str) -> ParsedDocument:
     with open(path, "rb") as fh:
         data = fh.read()
-    from ingest.limits import looks_binary
+    from ingest.file_checks import looks_binary
 
     if looks_binary(data[:4096]):
         raise ParseError("binary content, not an e-mail message (refused)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ingest.parsers.encoding import decode_bytes
 from ingest.types import Element, ParsedDocument, ParseError
 
 DROP_TAGS = frozenset(
@@ -259,8 +260,6 @@ def decode_html(data: bytes) -> str:
     ``http-equiv`` or the XML declaration), else like a plain text file (UTF-8, cp1252)."""
     import codecs
 
-    from ingest.parsers.text import decode_bytes
-
     has_bom = data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"))
     m = None if has_bom else _DECLARED_CHARSET.search(data[:4096])
     if m is not None:
@@ -285,7 +284,7 @@ def decode_html(data: bytes) -> str:
 def parse_html_file(path: str) -> ParsedDocument:
     with open(path, "rb") as fh:
         data = fh.read()
-    from ingest.limits import looks_binary
+    from ingest.file_checks import looks_binary
 
     if looks_binary(data[:4096]) and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ParseError("binary content, not HTML (refused)")

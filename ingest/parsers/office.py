@@ -71,7 +71,7 @@ TEXT_FORMATS = frozenset({"rst", "org", "xml"})
 
 
 def _check_container(path: str, fmt: str) -> None:
-    from ingest.limits import looks_binary, read_head
+    from ingest.file_checks import looks_binary, read_head
 
     if fmt == "rtf" and not read_head(path, 5).startswith(b"{\\rtf"):
         raise ParseError("not a valid RTF file (no {\\rtf header)")

@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ingest.limits import PDF_MAGIC, read_head
+from ingest.file_checks import PDF_MAGIC, read_head
 from ingest.types import Element, ParsedDocument, ParseError
 
 _WS = re.compile(r"\s+")

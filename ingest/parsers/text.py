@@ -1,49 +1,22 @@
 """Plain text, Markdown, CSV and TSV, with encoding detection.
 
-Encodings: a BOM (UTF-8, UTF-16 LE/BE, UTF-32) wins; otherwise strict UTF-8, then cp1252, then
-Latin-1. Bytes that look binary (NULs, many control characters) are refused, never indexed.
+Encodings as :mod:`ingest.parsers.encoding` decodes them (a BOM wins; otherwise UTF-8, cp1252,
+Latin-1); binary content is refused, never indexed. Line endings are normalised and a file with
+nothing but whitespace is refused.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import re
 from collections.abc import Callable
 
-from ingest.limits import looks_binary
+from ingest.parsers.encoding import decode_bytes
+from ingest.parsers.html import extract_html
 from ingest.types import Element, ParsedDocument, ParseError
 
-_BOMS: list[tuple[bytes, str]] = [
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-]
-
 ROWS_PER_TABLE_ELEMENT = 20
-
-
-def decode_bytes(data: bytes) -> tuple[str, str]:
-    """``(text, encoding)``; raises ParseError for binary content."""
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data.decode(encoding), encoding
-            except UnicodeDecodeError as exc:
-                raise ParseError(f"invalid {encoding} text: {exc.reason}") from exc
-    if looks_binary(data[:65536]):
-        raise ParseError("binary content, not text (refused)")
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252"), "cp1252"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "latin-1"
 
 
 def read_text(path: str) -> str:
@@ -67,8 +40,6 @@ def parse_text(path: str) -> ParsedDocument:
 
 def parse_markdown(path: str) -> ParsedDocument:
     import markdown
-
-    from ingest.parsers.html import extract_html
 
     text = read_text(path)
     html = markdown.markdown(text, extensions=["fenced_code", "tables", "sane_lists"])

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from enclave.settings import IngestSettings
-from ingest import limits
+from ingest import file_checks
 from ingest.parse import parse_file
-from ingest.parsers.text import decode_bytes
+from ingest.parsers.encoding import decode_bytes
 from ingest.types import ParseError
 from tests.fixtures.make_docs import make_bad, make_docx, write_random
 
@@ -53,14 +53,14 @@ def test_zip_total_size_cap() -> None:
         info.compress_size = 100 * 1024 * 1024  # ratio 4: only the total trips
         infos.append(info)
     with pytest.raises(ParseError, match=r"expands to 1200 MB \(limit 1024 MB\)"):
-        limits.check_zip_infos(infos, "XLSX")
-    limits.check_zip_infos(infos[:2], "XLSX")  # 800 MB passes
+        file_checks.check_zip_infos(infos, "XLSX")
+    file_checks.check_zip_infos(infos[:2], "XLSX")  # 800 MB passes
 
 
 def test_zip_member_count_cap() -> None:
-    infos = [zipfile.ZipInfo(f"m{i}") for i in range(limits.MAX_ZIP_MEMBERS + 1)]
+    infos = [zipfile.ZipInfo(f"m{i}") for i in range(file_checks.MAX_ZIP_MEMBERS + 1)]
     with pytest.raises(ParseError, match="possible zip bomb"):
-        limits.check_zip_infos(infos, "DOCX")
+        file_checks.check_zip_infos(infos, "DOCX")
 
 
 def test_oversized_file_refused_before_reading(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from enclave.errors import EmbedderMismatchError, UsageError
-from ingest.pipeline import IngestSummary, ingest_paths
+from ingest.pipeline import ingest_paths
+from ingest.summary import IngestSummary
 from models.embedder import HashEmbedder
 from store.db import Store
 from store.records import doc_id_for_path, normalise_path

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from enclave.errors import EmbedderMismatchError
-from ingest.pipeline import IngestSummary, ingest_paths
+from ingest.pipeline import ingest_paths
 from ingest.snapshot import SNAPSHOT_FILE, index_signature, load_snapshot
+from ingest.summary import IngestSummary
 from models.embedder import HashEmbedder
 from store.db import Store
 from store.records import normalise_path

@@ -1,0 +1,219 @@
+"""The producer: a thread that turns the decisions of a run into items for the embedder.
+
+For each decision, in walk order, the producer thread:
+
+* passes an unchanged file (same size and mtime, no retry due) on as ``unchanged``;
+* hashes the file when its size or mtime moved, when it is new, or under ``ingest.rehash``; a
+  file that cannot be read is ``failed`` (``permission denied`` or ``cannot read file: ...``);
+* passes a file with the stored sha256 on as ``touch`` (only its row's size, mtime and groups
+  move) unless a retry is due;
+* feeds everything else, lazily, to the parser worker processes (``ParserPool``) and takes
+  their results in order: a parse error is ``failed``; a parsed document has its PII redacted
+  (``security.redact_pii``, before anything else sees its text) and is cleaned, and is
+  ``empty`` when nothing readable is left, else ``parsed``.
+
+Items go to the calling thread through a bounded queue (:data:`QUEUE_DOCS` documents), which
+keeps memory flat whatever the corpus size and keeps the parsers busy while the model embeds;
+the queue ends with ``None``. An exception in the producer is handed through the queue and
+raised by the calling thread. Leaving the :class:`Producer` context stops the thread.
+Chunking is not done here: it needs the embedder's tokenizer, which stays on the calling
+thread (ingest/embed.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from enclave.settings import Settings
+from ingest.changes import Decision
+from ingest.chunk import Chunk
+from ingest.clean import CleanDocument, UnreadableDocument, clean_document
+from ingest.groups import Readers
+from ingest.types import ParsedDocument, ParseError, Source
+from store.records import DocumentRecord
+
+#: parsed-and-cleaned documents waiting for the embedder
+QUEUE_DOCS = 32
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Item:
+    """One file's outcome on its way from the producer to the writer."""
+
+    #: from the producer: "unchanged" | "touch" | "failed" | "empty" | "parsed"; a "parsed"
+    #: item becomes "chunks" (or "empty", "failed") when the calling thread chunks it
+    kind: str
+    source: Source
+    old: DocumentRecord | None
+    error: str = ""
+    parser: str = ""
+    title: str = ""
+    cleaned: CleanDocument | None = None
+    redacted: dict[str, int] = field(default_factory=dict)
+    chunks: list[Chunk] = field(default_factory=list)
+    embedded: int = 0
+    vectors: list[Any] = field(default_factory=list)
+
+
+class _Stop(Exception):
+    pass
+
+
+class Producer:
+    """The producer thread of one run, started and stopped as a context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        decisions: list[Decision],
+        readers: Readers,
+        stages: dict[str, float],
+    ) -> None:
+        self.settings = settings
+        self.decisions = decisions
+        self.readers = readers
+        self.stages = stages
+        self.queue: queue.Queue[Item | BaseException | None] = queue.Queue(maxsize=QUEUE_DOCS)
+        self.stop = threading.Event()
+        olds = {d.file.path: d.old for d in decisions if d.old is not None}
+        self._thread = threading.Thread(
+            target=self._run, args=(olds,), name="enclave-ingest", daemon=True
+        )
+
+    def __enter__(self) -> Producer:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop.set()
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------ calling thread
+    def get(self) -> Item | BaseException | None:
+        """The next item, waiting for it; an error when the thread died without a word."""
+        while True:
+            try:
+                return self.queue.get(timeout=0.5)
+            except queue.Empty:
+                if not self._thread.is_alive() and self.queue.empty():
+                    return RuntimeError("the ingest producer thread stopped unexpectedly")
+
+    def get_nowait(self) -> Item | BaseException | None:
+        """The next item if one is waiting; raises :class:`queue.Empty` otherwise."""
+        return self.queue.get_nowait()
+
+    # ---------------------------------------------------------- producer thread
+    def _sources(self) -> Iterator[Source]:
+        """Hash what needs hashing; yield what must be parsed; report the rest."""
+        for d in self.decisions:
+            if self.stop.is_set():
+                return
+            f, old = d.file, d.old
+            groups = self.readers.groups_for(f.path, old)
+            src = Source(path=f.path, doc_id=f.doc_id, size=f.size, mtime=f.mtime, groups=groups)
+            if not d.must_hash and not d.retry:
+                self._put(Item("unchanged", src, old))
+                continue
+            if d.must_hash or not (old and old.sha256):
+                t = time.perf_counter()
+                try:
+                    src.sha256 = sha256_file(f.path)
+                except OSError as exc:
+                    self.stages["hash_s"] += time.perf_counter() - t
+                    reason = (
+                        "permission denied"
+                        if isinstance(exc, PermissionError)
+                        else (f"cannot read file: {exc.strerror or exc}")
+                    )
+                    self._put(Item("failed", src, old, error=reason))
+                    continue
+                self.stages["hash_s"] += time.perf_counter() - t
+            else:
+                src.sha256 = old.sha256
+            if old is not None and old.sha256 == src.sha256 and not d.retry:
+                self._put(Item("touch", src, old))
+                continue
+            yield src
+
+    def _put(self, item: Item | BaseException | None) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stop
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _run(self, olds: dict[str, DocumentRecord]) -> None:
+        from ingest.parse import ParserPool
+
+        try:
+            with ParserPool(self.settings.ingest) as pool:
+                it = pool.imap(self._sources())
+                while True:
+                    t = time.perf_counter()
+                    try:
+                        src, result = next(it)
+                    except StopIteration:
+                        break
+                    finally:
+                        self.stages["parse_wait_s"] += time.perf_counter() - t
+                    self._put(self._prepare(src, olds.get(src.path), result))
+            self._put(None)
+        except _Stop:
+            return
+        except BaseException as exc:  # handed to the main thread, which re-raises it
+            with contextlib.suppress(_Stop):
+                self._put(exc)
+
+    def _prepare(
+        self, src: Source, old: DocumentRecord | None, result: ParsedDocument | ParseError
+    ) -> Item:
+        if isinstance(result, ParseError):
+            return Item("failed", src, old, error=str(result) or "could not parse")
+        redacted: dict[str, int] = {}
+        if self.settings.security.redact_pii:
+            from enclave.security.redact import redact_document
+
+            # before cleaning and chunking: neither chunks, vectors nor title see the values
+            redacted = redact_document(result)
+        t = time.perf_counter()
+        try:
+            cleaned = clean_document(result)
+        except UnreadableDocument as exc:
+            return Item("empty", src, old, error=str(exc), parser=result.parser)
+        finally:
+            self.stages["clean_s"] += time.perf_counter() - t
+        title = cleaned.title or result.title or os.path.basename(src.path)
+        return Item(
+            "parsed",
+            src,
+            old,
+            parser=result.parser,
+            title=title,
+            cleaned=cleaned,
+            redacted=redacted,
+        )
