@@ -138,7 +138,7 @@ def raw_run(llm: Any, tokens: list[int], max_tokens: int) -> dict[str, float]:
     """Empty cache, eval the prompt, decode greedily with llama-cpp-python's generate()."""
     import llama_cpp
 
-    from models.generator import LlamaCppGenerator as G
+    from models.llama_cpp import LlamaCppGenerator as G
 
     llm.reset()
     started = time.perf_counter()
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from models.generator import LlamaCppGenerator, resolve_generator_path
+    from models.llama_cpp import LlamaCppGenerator, resolve_generator_path
 
     path = resolve_generator_path(args.model)
     threads = args.threads or os.cpu_count() or 1

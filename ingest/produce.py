@@ -168,7 +168,7 @@ class Producer:
                 continue
 
     def _run(self, olds: dict[str, DocumentRecord]) -> None:
-        from ingest.parse import ParserPool
+        from ingest.parser_pool import ParserPool
 
         try:
             with ParserPool(self.settings.ingest) as pool:

@@ -48,7 +48,7 @@ def describe_gguf(path: Path) -> dict[str, Any]:
 
 def describe_generator(model: str) -> dict[str, Any]:
     """The configured generator GGUF with its header metadata (the model is not loaded)."""
-    from models.generator import resolve_generator_path
+    from models.llama_cpp import resolve_generator_path
 
     info: dict[str, Any] = {"setting": model, "bundled": model == "bundled"}
     if model == "fake":

@@ -20,7 +20,6 @@ import re
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from enclave.errors import EmbedderMismatchError, UsageError
+from store.exact import ExactVectorIndex
 from store.records import (
     META_FILE,
     STATUS_OK,
@@ -40,103 +40,18 @@ from store.records import (
     read_index_meta,
     valid_group,
 )
+from store.schema import (
+    HEX_ID,
+    HIT_COLUMNS,
+    build_filter,
+    chunks_schema,
+    documents_schema,
+    sql_str,
+)
 
 DOCUMENTS = "documents"
 CHUNKS = "chunks"
 INDEX_FORMAT = 1
-
-_HEX = re.compile(r"^[0-9a-f]{8,64}$")
-
-
-def documents_schema() -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("doc_id", pa.string(), nullable=False),
-            pa.field("path", pa.string(), nullable=False),
-            pa.field("title", pa.string()),
-            pa.field("sha256", pa.string()),
-            pa.field("size", pa.int64()),
-            pa.field("mtime", pa.float64()),
-            pa.field("parser", pa.string()),
-            pa.field("status", pa.string()),
-            pa.field("error", pa.string()),
-            pa.field("chunk_count", pa.int32()),
-            pa.field("ingested_at", pa.string()),
-            pa.field("embedder", pa.string()),
-            pa.field("groups", pa.list_(pa.string())),
-        ]
-    )
-
-
-def chunks_schema(dimension: int) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field("chunk_id", pa.string(), nullable=False),
-            pa.field("doc_id", pa.string(), nullable=False),
-            pa.field("ordinal", pa.int32()),
-            pa.field("text", pa.string()),
-            pa.field("vector", pa.list_(pa.float32(), dimension)),
-            pa.field("source", pa.string()),
-            pa.field("title", pa.string()),
-            pa.field("page", pa.int32()),
-            pa.field("heading_path", pa.list_(pa.string())),
-            pa.field("char_start", pa.int64()),
-            pa.field("char_end", pa.int64()),
-            pa.field("tokens", pa.int32()),
-            pa.field("groups", pa.list_(pa.string())),
-            pa.field("flags", pa.list_(pa.string())),
-        ]
-    )
-
-
-_HIT_COLUMNS = [
-    "chunk_id",
-    "doc_id",
-    "ordinal",
-    "text",
-    "vector",
-    "source",
-    "title",
-    "page",
-    "heading_path",
-    "char_start",
-    "char_end",
-    "tokens",
-    "flags",
-]
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def build_filter(filters: SearchFilters | None) -> str | None:
-    """SQL predicate for a prefilter. Every value is validated or quoted: no injection."""
-    if filters is None:
-        return None
-    parts: list[str] = []
-    if filters.path_prefix:
-        if "\x00" in filters.path_prefix:
-            raise UsageError("path_prefix must not contain NUL")
-        parts.append(f"starts_with(source, {_sql_str(filters.path_prefix)})")
-    if filters.doc_ids is not None:
-        ids = [d for d in filters.doc_ids]
-        bad = [d for d in ids if not _HEX.match(d)]
-        if bad:
-            raise UsageError(f"invalid document id: {bad[0][:80]!r}")
-        if not ids:
-            parts.append("false")
-        else:
-            parts.append("doc_id IN (" + ", ".join(_sql_str(d) for d in ids) + ")")
-    if filters.groups is not None:
-        groups = [g for g in filters.groups if valid_group(g)]
-        if not groups:
-            parts.append("false")
-        else:
-            parts.append(
-                "array_has_any(groups, make_array(" + ", ".join(_sql_str(g) for g in groups) + "))"
-            )
-    return " AND ".join(f"({p})" for p in parts) if parts else None
 
 
 class Store:
@@ -267,7 +182,7 @@ class Store:
         total = 0
         for i in range(0, len(doc_ids), 500):
             part = doc_ids[i : i + 500]
-            pred = "doc_id IN (" + ", ".join(_sql_str(d) for d in part) + ")"
+            pred = "doc_id IN (" + ", ".join(sql_str(d) for d in part) + ")"
             n = int(table.count_rows(pred))
             if n:
                 table.delete(pred)
@@ -283,7 +198,7 @@ class Store:
             docs = self.documents_table()
             for i in range(0, len(doc_ids), 500):
                 part = doc_ids[i : i + 500]
-                docs.delete("doc_id IN (" + ", ".join(_sql_str(d) for d in part) + ")")
+                docs.delete("doc_id IN (" + ", ".join(sql_str(d) for d in part) + ")")
             return deleted
 
     def upsert_document_rows(self, documents: Sequence[DocumentRecord]) -> None:
@@ -309,8 +224,8 @@ class Store:
         with self._lock:
             for i in range(0, len(doc_ids), 500):
                 part = doc_ids[i : i + 500]
-                pred = "doc_id IN (" + ", ".join(_sql_str(d) for d in part) + ")"
-                value = "make_array(" + ", ".join(_sql_str(g) for g in groups) + ")"
+                pred = "doc_id IN (" + ", ".join(sql_str(d) for d in part) + ")"
+                value = "make_array(" + ", ".join(sql_str(g) for g in groups) + ")"
                 if not groups:
                     value = "arrow_cast(make_array(), 'List(Utf8)')"
                 self.documents_table().update(where=pred, values_sql={"groups": value})
@@ -378,12 +293,12 @@ class Store:
         return rows[offset:end]
 
     def get_document(self, doc_id: str) -> DocumentRecord | None:
-        if not _HEX.match(doc_id):
+        if not HEX_ID.match(doc_id):
             return None
         rows = (
             self.documents_table()
             .search()
-            .where(f"doc_id = {_sql_str(doc_id)}")
+            .where(f"doc_id = {sql_str(doc_id)}")
             .limit(1)
             .to_arrow()
             .to_pylist()
@@ -392,12 +307,12 @@ class Store:
 
     def document_chunks(self, doc_id: str) -> list[dict[str, Any]]:
         table = self.chunks_table()
-        if table is None or not _HEX.match(doc_id):
+        if table is None or not HEX_ID.match(doc_id):
             return []
         rows: list[dict[str, Any]] = (
             table.search()
-            .where(f"doc_id = {_sql_str(doc_id)}")
-            .select([c for c in _HIT_COLUMNS if c != "vector"])
+            .where(f"doc_id = {sql_str(doc_id)}")
+            .select([c for c in HIT_COLUMNS if c != "vector"])
             .limit(None)
             .to_arrow()
             .to_pylist()
@@ -435,7 +350,7 @@ class Store:
         where = build_filter(filters)
         if where:
             q = q.where(where, prefilter=True)
-        rows = q.select([*_HIT_COLUMNS, "_distance"]).limit(limit).to_arrow().to_pylist()
+        rows = q.select([*HIT_COLUMNS, "_distance"]).limit(limit).to_arrow().to_pylist()
         return [
             Candidate.from_row(r, similarity=1.0 - float(r["_distance"]))
             if r.get("_distance") is not None
@@ -459,7 +374,7 @@ class Store:
         if where:
             q = q.where(where, prefilter=True)
         try:
-            rows = q.select([*_HIT_COLUMNS, "_score"]).limit(limit).to_arrow().to_pylist()
+            rows = q.select([*HIT_COLUMNS, "_score"]).limit(limit).to_arrow().to_pylist()
         except Exception:
             return []
         return [
@@ -472,46 +387,8 @@ class Store:
     def exact_index(self) -> ExactVectorIndex:
         """Every chunk's vector in memory, for exact search over many queries at once."""
         table = self.chunks_table()
-        rows = table.to_arrow().select(_HIT_COLUMNS).to_pylist() if table is not None else []
+        rows = table.to_arrow().select(HIT_COLUMNS).to_pylist() if table is not None else []
         return ExactVectorIndex(rows, self.dimension or 1)
-
-
-class ExactVectorIndex:
-    """Exact cosine search for a batch of queries as one matrix product over every chunk's
-    vector. It returns what :meth:`Store.vector_search` would (LanceDB's flat search is exact
-    too), without a query per question: the evaluation ranks thousands of questions with it."""
-
-    def __init__(self, rows: list[dict[str, Any]], dimension: int) -> None:
-        self.candidates = [Candidate.from_row(r) for r in rows]
-        self.matrix = (
-            np.asarray([r["vector"] for r in rows], dtype=np.float32)
-            if rows
-            else np.zeros((0, dimension), dtype=np.float32)
-        )
-
-    def __len__(self) -> int:
-        return len(self.candidates)
-
-    def search(self, vectors: npt.NDArray[np.float32], limit: int) -> list[list[Candidate]]:
-        """The ``limit`` closest chunks for each row of ``vectors``, closest first."""
-        out: list[list[Candidate]] = []
-        n = self.matrix.shape[0]
-        if n == 0:
-            return [[] for _ in range(len(vectors))]
-        k = min(limit, n)
-        for start in range(0, len(vectors), 512):
-            sims = vectors[start : start + 512] @ self.matrix.T
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n else None
-            for row in range(sims.shape[0]):
-                cand = top[row] if top is not None else np.arange(n)
-                ranked = cand[np.argsort(-sims[row, cand], kind="stable")]
-                out.append(
-                    [
-                        replace(self.candidates[j], similarity=float(sims[row, j]))
-                        for j in ranked.tolist()
-                    ]
-                )
-        return out
 
 
 def _fts_query(text: str) -> str:
@@ -520,4 +397,4 @@ def _fts_query(text: str) -> str:
     return " ".join(words[:64])
 
 
-__all__ = ["STATUS_OK", "ExactVectorIndex", "Store", "build_filter"]
+__all__ = ["STATUS_OK", "Store"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from enclave.settings import IngestSettings
-from ingest.parse import ParserPool
+from ingest.parser_pool import ParserPool
 from ingest.types import ParsedDocument, ParseError, Source
 from tests.fixtures.make_docs import make, sections
 
@@ -143,7 +143,7 @@ def test_workers_exit_when_the_parent_dies(tmp_path: Path) -> None:
     script = (
         "import os, sys, time\n"
         "from enclave.settings import IngestSettings\n"
-        "from ingest.parse import ParserPool\n"
+        "from ingest.parser_pool import ParserPool\n"
         "from ingest.types import Source\n"
         f"pool = ParserPool(IngestSettings(), workers=1, parse_target={HOOKS!r})\n"
         "pool._start(Source(path=" + repr(str(hang)) + ", doc_id='h', size=1, mtime=0.0))\n"

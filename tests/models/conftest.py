@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.generator import LlamaCppGenerator
+from models.llama_cpp import LlamaCppGenerator
 
 
 @pytest.fixture(scope="session")

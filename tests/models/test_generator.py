@@ -11,13 +11,8 @@ import pytest
 
 from enclave.errors import ConfigError, PromptTooLongError, UsageError
 from enclave.settings import GeneratorSettings
-from models.generator import (
-    FakeGenerator,
-    LlamaCppGenerator,
-    Message,
-    StreamEvent,
-    load_generator,
-)
+from models.generator import FakeGenerator, Message, StreamEvent, load_generator
+from models.llama_cpp import LlamaCppGenerator
 
 QUESTION: list[Message] = [
     {"role": "system", "content": "You are a concise assistant."},
@@ -209,7 +204,7 @@ def test_gpu_setting_on_a_cpu_build_warns_and_reports_the_cpu(
 
     from models.bundled import bundled_generator_path
 
-    with caplog.at_level("WARNING", logger="models.generator"):
+    with caplog.at_level("WARNING", logger="models.llama_cpp"):
         gen = LlamaCppGenerator(bundled_generator_path(), n_ctx=256, n_threads=1, n_gpu_layers=-1)
     try:
         info = gen.describe()
@@ -224,3 +219,25 @@ def test_gpu_setting_on_a_cpu_build_warns_and_reports_the_cpu(
             assert "GGML_CUDA=on" in caplog.text
     finally:
         gen.close()
+
+
+def test_weight_repack_is_off_on_amx_cpus_and_answers() -> None:
+    """llama.cpp's AMX kernel crashes on the first prompt on some AMX machines: "auto" turns
+    weight repacking off there, "on" and "off" are obeyed, and the model still answers."""
+    from models.bundled import bundled_generator_path
+    from models.llama_cpp import cpu_has_amx
+
+    path = bundled_generator_path()
+    auto = LlamaCppGenerator(path, n_ctx=256, n_threads=1)
+    try:
+        assert auto.describe()["weight_repack"] is (not cpu_has_amx())
+        result = auto.chat(QUESTION, max_tokens=8)
+        assert result.usage.completion_tokens > 0
+    finally:
+        auto.close()
+    off = LlamaCppGenerator(path, n_ctx=256, n_threads=1, weight_repack="off")
+    try:
+        assert off.describe()["weight_repack"] is False
+        assert off.chat(QUESTION, max_tokens=4).usage.completion_tokens > 0
+    finally:
+        off.close()

@@ -15,7 +15,7 @@ from enclave.security.access import (
 )
 from enclave.security.keys import LOCAL_PRINCIPAL, Principal
 from rag.retrieval import fuse
-from store.db import build_filter
+from store.schema import build_filter
 from store.records import ChunkRecord, DocumentRecord, SearchFilters, doc_id_for_path
 
 DIM = 16

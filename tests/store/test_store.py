@@ -11,7 +11,7 @@ from enclave.errors import EmbedderMismatchError, UsageError
 from models.embedder import HashEmbedder
 from rag.retrieval import fuse
 from store import Candidate, ChunkRecord, DocumentRecord, SearchFilters, Store, doc_id_for_path
-from store.db import build_filter
+from store.schema import build_filter
 
 EMB = HashEmbedder(dimension=32)
 
@@ -89,7 +89,7 @@ def test_delete_and_orphans(store: Store) -> None:
     table = store.chunks_table(create=True)
     import pyarrow as pa
 
-    from store.db import chunks_schema
+    from store.schema import chunks_schema
 
     table.add(pa.Table.from_pylist([cc[0].to_row()], schema=chunks_schema(EMB.dimension)))
     assert store.remove_orphan_chunks() == 1
