@@ -7,10 +7,11 @@ Nested fields use ``__`` in the environment: ``ENCLAVE_INGEST__CHUNK_TOKENS=256`
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -76,10 +77,30 @@ class IngestSettings(_Section):
 
 
 class RetrievalSettings(_Section):
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        """``dedup_threshold`` (near-duplicate collapse by cosine) dropped passages whose codes
+        or numbers differed; it is no longer used, and an old setting is ignored with a
+        warning rather than refused."""
+        if isinstance(data, dict) and "dedup_threshold" in data:
+            data = {k: v for k, v in data.items() if k != "dedup_threshold"}
+            warnings.warn(
+                "retrieval.dedup_threshold is no longer used: only identical passages are "
+                "collapsed (retrieval.collapse_duplicates); remove it from your settings",
+                UserWarning,
+                stacklevel=2,
+            )
+        return data
+
     top_k: int = Field(default=5, ge=1, le=100)
     candidates: int = Field(default=30, ge=1, le=1000, description="per-retriever candidates")
     rrf_k: int = Field(default=60, ge=1)
-    dedup_threshold: float = Field(default=0.97, ge=0.0, le=1.0)
+    collapse_duplicates: bool = Field(
+        default=True,
+        description="collapse passages whose text is identical after normalisation (case, "
+        "white space, Unicode forms); passages that differ in any word are all kept",
+    )
     min_score: float = Field(
         default=0.0, ge=0.0, description="fused-score floor below which nothing is relevant"
     )

@@ -6,8 +6,10 @@ Steps, the same for every caller:
 2. two candidate lists come from the store, each of ``max(retrieval.candidates, top_k)``
    chunks and each under the caller's prefilter (ACL groups, path prefix, document ids):
    vector search (cosine) and full-text search (the question's plain words);
-3. :func:`fuse` merges them by reciprocal rank (``rrf_k``) and collapses near-duplicates
-   (cosine >= ``dedup_threshold``), keeping ``top_k``; hits below ``min_score`` are dropped;
+3. :func:`fuse` merges them by reciprocal rank (``rrf_k``) and collapses true duplicates only
+   (the same text after normalisation: Unicode NFKC, case folded, white space collapsed; a
+   passage whose numbers, codes or names differ is never dropped), keeping ``top_k``; hits
+   below ``min_score`` are dropped;
 4. each hit is checked for instruction-like text (``security.flag_injection``), so chunks
    ingested before that check existed are flagged too;
 5. relevance: the question counts as covered when at least one hit has a cosine similarity
@@ -22,8 +24,10 @@ ranks exactly as LanceDB's flat search does).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,15 +65,23 @@ class Retrieval:
     seconds: float = 0.0
 
 
+def duplicate_key(text: str) -> str:
+    """What two passages share when one is a copy of the other: the text after NFKC
+    normalisation, case folding and white-space collapse, hashed."""
+    normal = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
 def fuse(
     dense: Sequence[Candidate],
     sparse: Sequence[Candidate],
     *,
     top_k: int,
     rrf_k: int = 60,
-    dedup_threshold: float = 0.97,
+    collapse_duplicates: bool = True,
 ) -> list[SearchHit]:
-    """Reciprocal-rank fusion of two ranked lists, then near-duplicate collapse."""
+    """Reciprocal-rank fusion of two ranked lists; copies of a passage already kept (the same
+    :func:`duplicate_key`) are collapsed into it."""
     scores: dict[str, float] = {}
     found: dict[str, Candidate] = {}
     ranks: dict[str, dict[str, int]] = {}
@@ -81,13 +93,14 @@ def fuse(
             ranks.setdefault(cid, {})[name] = rank
     order = sorted(scores, key=lambda c: (-scores[c], c))
     kept: list[SearchHit] = []
-    kept_vecs: list[npt.NDArray[np.float32]] = []
+    seen: set[str] = set()
     for cid in order:
         cand = found[cid]
-        if cand.vector is not None and dedup_threshold < 1.0:
-            if any(float(np.dot(cand.vector, k)) >= dedup_threshold for k in kept_vecs):
+        if collapse_duplicates:
+            key = duplicate_key(cand.text)
+            if key in seen:
                 continue
-            kept_vecs.append(cand.vector)
+            seen.add(key)
         kept.append(_hit(cand, scores[cid], ranks[cid]))
         if len(kept) >= top_k:
             break
@@ -124,7 +137,9 @@ def rank(
 ) -> Retrieval:
     """Steps 3-5 of the module docstring over one question's two candidate lists."""
     rs = settings.retrieval
-    hits = fuse(dense, sparse, top_k=top_k, rrf_k=rs.rrf_k, dedup_threshold=rs.dedup_threshold)
+    hits = fuse(
+        dense, sparse, top_k=top_k, rrf_k=rs.rrf_k, collapse_duplicates=rs.collapse_duplicates
+    )
     if rs.min_score > 0:
         hits = [h for h in hits if h.score >= rs.min_score]
     if settings.security.flag_injection and hits:

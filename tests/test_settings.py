@@ -41,3 +41,15 @@ def test_invalid_values_are_clear_errors(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.delenv("ENCLAVE_SERVER__PORT")
     with pytest.raises(ConfigError):
         load_settings(bad)
+
+
+def test_retired_dedup_threshold_is_ignored_with_a_warning() -> None:
+    import warnings
+
+    from enclave.settings import load_settings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        settings = load_settings(overrides={"retrieval": {"dedup_threshold": 0.9}})
+    assert settings.retrieval.collapse_duplicates is True
+    assert any("dedup_threshold is no longer used" in str(w.message) for w in caught)

@@ -15,8 +15,8 @@ from enclave.security.access import (
 )
 from enclave.security.keys import LOCAL_PRINCIPAL, Principal
 from rag.retrieval import fuse
-from store.schema import build_filter
 from store.records import ChunkRecord, DocumentRecord, SearchFilters, doc_id_for_path
+from store.schema import build_filter
 
 DIM = 16
 HR = Principal(name="hannah", key_id="k-hr", groups=("hr",))
@@ -74,7 +74,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
 def _seen(store, principal: Principal, filters: SearchFilters | None = None) -> set[str]:
     f = search_filters_for(principal, filters)
     dense, sparse = store.vector_search(_vec(0), 30, f), store.text_search("budget", 30, f)
-    hits = fuse(dense, sparse, top_k=20, dedup_threshold=1.0)
+    hits = fuse(dense, sparse, top_k=20)
     return {h.source.split("/")[2] for h in hits}
 
 

@@ -10,7 +10,7 @@ import pytest
 from enclave.errors import EmbedderMismatchError, UsageError
 from models.embedder import HashEmbedder
 from rag.retrieval import fuse
-from store import Candidate, ChunkRecord, DocumentRecord, SearchFilters, Store, doc_id_for_path
+from store import ChunkRecord, DocumentRecord, SearchFilters, Store, doc_id_for_path
 from store.schema import build_filter
 
 EMB = HashEmbedder(dimension=32)
@@ -133,17 +133,6 @@ def test_filters_cannot_be_injected() -> None:
     assert "'a''b'" in where
     with pytest.raises(UsageError):
         build_filter(SearchFilters(doc_ids=["1 OR 1=1"]))
-
-
-def test_fuse_rrf_and_dedup() -> None:
-    v = np.ones(4, dtype=np.float32) / 2
-    w = np.array([1, 0, 0, 0], dtype=np.float32)
-    dense = [Candidate("a", "d", vector=v), Candidate("b", "d", vector=v)]
-    sparse = [Candidate("c", "d", vector=w), Candidate("a", "d", vector=v)]
-    hits = fuse(dense, sparse, top_k=3)
-    # a is in both lists and ranks first; b duplicates a's vector and is collapsed
-    assert [h.chunk_id for h in hits] == ["a", "c"]
-    assert hits[0].score == pytest.approx(1 / 61 + 1 / 62, abs=1e-6)
 
 
 def test_set_groups_without_reembedding(store: Store) -> None:
