@@ -11,9 +11,11 @@
 #     --build-arg BASE_IMAGE=nvidia/cuda:12.4.1-devel-ubuntu22.04 \
 #     --build-arg RUNTIME_IMAGE=nvidia/cuda:12.4.1-runtime-ubuntu22.04 .
 #
-# Run (the data directory is a volume; the server listens on 8000):
+# Run (the data directory is a volume; the audit key lives in another one, outside it; the
+# server listens on 8000):
 #   docker run --rm -v ./docs:/docs:ro -v enclave-data:/data enclave ingest /docs
-#   docker run -d -p 8000:8000 -v enclave-data:/data enclave
+#   docker run -d -p 8000:8000 -v enclave-data:/data \
+#     -v enclave-keys:/home/enclave/.config/enclave enclave
 
 # Builder and runtime bases must ship (or be able to apt-install) the same Python, because the
 # virtual environment is copied from one to the other. Ubuntu bases get ${PYTHON} from apt.
@@ -109,8 +111,10 @@ RUN apt-get update \
     && groupadd --system --gid 10001 enclave \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/enclave \
          --shell /usr/sbin/nologin enclave \
-    && mkdir -p /data \
-    && chown 10001:10001 /data
+    && mkdir -p /data /home/enclave/.config/enclave \
+    && chown 10001:10001 /data \
+    && chown -R 10001:10001 /home/enclave/.config \
+    && chmod 700 /home/enclave/.config/enclave
 
 COPY --from=builder /opt/venv /opt/venv
 

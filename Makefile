@@ -11,12 +11,22 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# Each step says what it does; times are for a first install on 2 cores (re-runs take
+# seconds). unstructured-inference comes last, without its dependencies: installed earlier,
+# pip would list its model packages (opencv, onnx, timm, ...) as missing in ERROR lines.
 install: $(BIN)/python
-	# CPU torch first, so nothing pulls a CUDA build.
+	@echo "==> 1/4 PyTorch 2.13.0, CPU build, first so that nothing pulls a CUDA build"
 	$(BIN)/pip install -q torch==2.13.0
-	# unstructured's fast PDF path imports this package; its model dependencies are not needed.
-	$(BIN)/pip install -q --no-deps unstructured-inference==1.6.14
+	@echo "==> 2/4 llama-cpp-python: compiles llama.cpp from source, about 5 minutes on 2 cores"
+	@echo "    the first time (pip shows 'Building wheel for llama-cpp-python' until it is done;"
+	@echo "    the wheel is cached, later installs take seconds)"
+	$(BIN)/pip install 'llama-cpp-python>=0.3.16'
+	@echo "==> 3/4 Enclave and its dependencies (a few minutes the first time)"
 	$(BIN)/pip install -q -e '.[dev]'
+	@echo "==> 4/4 unstructured-inference, imported by unstructured's PDF module; its model"
+	@echo "    dependencies are not needed, so it is installed without them"
+	$(BIN)/pip install -q --no-deps unstructured-inference==1.6.14
+	@echo "==> installed into $(VENV)"
 
 # Ingest DOCS (exit 1 = some files failed, listed with their reasons: serve anyway), make an
 # admin key on first run (printed once), then serve on http://127.0.0.1:8000.

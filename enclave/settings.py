@@ -138,6 +138,12 @@ class SecuritySettings(_Section):
     audit_questions: Literal["full", "hash", "omit"] = Field(
         default="hash", description="how questions appear in the audit log"
     )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="the HMAC key that chains the audit log, kept outside data_dir; default "
+        "$XDG_CONFIG_HOME/enclave/audit.key (~/.config/enclave/audit.key), created (mode "
+        "0600) on first use. $ENCLAVE_AUDIT_KEY (the key as hex) takes precedence",
+    )
     policy_file: Path | None = Field(
         default=None, description="TOML document ACL policy (path globs -> groups)"
     )

@@ -5,6 +5,8 @@ real LanceDB in a temporary folder. No test reads data outside its own folders, 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,29 @@ import pytest
 from enclave.offline import enforce_offline
 
 enforce_offline()
+
+
+_CONFIG_HOME: list[tuple[str | None, str]] = []  # (the variable before, the temporary dir)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The user's config directory (where the audit key lives by default) is a temporary one
+    for the whole run, from before collection on: modules that build an app at import time
+    and module-scoped servers included, no test reads or writes the real one."""
+    created = tempfile.mkdtemp(prefix="enclave-test-config-")
+    _CONFIG_HOME.append((os.environ.get("XDG_CONFIG_HOME"), created))
+    os.environ["XDG_CONFIG_HOME"] = created
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _CONFIG_HOME:
+        return
+    previous, created = _CONFIG_HOME.pop()
+    shutil.rmtree(created, ignore_errors=True)
+    if previous is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = previous
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,10 @@ keys_app = typer.Typer(
     help="API keys: who may call the server, which documents they see, their limits.",
     no_args_is_help=True,
 )
-audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The audit log, chained with a key kept outside the data directory.",
+    no_args_is_help=True,
+)
 policy_app = typer.Typer(
     help="The document ACL policy (path globs -> groups).", no_args_is_help=True
 )
@@ -178,26 +181,80 @@ def audit_verify(
         str | None,
         typer.Option("--expect-head", help="head hash saved earlier (elsewhere) to compare"),
     ] = None,
+    allow_unkeyed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unkeyed",
+            help="accept a log written before audit keys (plain sha256 chain, no keyed record)",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Check the audit chain. Exit 0 if intact, 1 if tampered (first bad line reported)."""
+    """Check the audit chain with the audit key. Exit 0 if intact, 1 if tampered (first bad
+    line reported), 2 if it cannot be checked (the audit key is missing)."""
     from enclave.security.audit import verify_log
 
     try:
-        result = verify_log(_settings(config, data_dir).data_dir, expect_head=expect_head)
+        settings = _settings(config, data_dir)
+        result = verify_log(
+            settings.data_dir,
+            expect_head=expect_head,
+            key_file=settings.security.audit_key_file,
+            allow_unkeyed=allow_unkeyed,
+        )
     except EnclaveError as exc:
         raise fail(exc) from None
     if json_out:
         typer.echo(json.dumps(result.to_dict()))
     elif result.ok:
-        typer.echo(f"ok: {result.records} records, head {result.head}")
+        parts = []
+        if result.keyed:
+            parts.append(f"{result.keyed} keyed with audit key {result.key_id}")
+        if result.unkeyed:
+            parts.append(f"{result.unkeyed} unkeyed, from before audit keys")
+        detail = f" ({', '.join(parts)})" if parts else ""
+        typer.echo(f"ok: {result.records} records{detail}, head {result.head}")
     else:
         where = f"line {result.bad_line}: " if result.bad_line else ""
-        typer.echo(f"TAMPERED: {where}{result.reason}", err=True)
+        label = "NOT VERIFIED" if result.unverifiable else "TAMPERED"
+        typer.echo(f"{label}: {where}{result.reason}", err=True)
         typer.echo(f"{result.records} records verified before the problem", err=True)
     raise typer.Exit(0 if result.ok else 1)
+
+
+@audit_app.command("key")
+def audit_key(
+    create: Annotated[
+        bool, typer.Option("--create", help="create the key file if there is none")
+    ] = False,
+    json_out: JsonOpt = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Show where the audit key is read from and its id (never the key). Back the key up:
+    verifying the log needs it. Exit 1 if there is no key (and no --create)."""
+    from enclave.security.audit_key import describe_key_source, load_audit_key
+
+    try:
+        settings = _settings(config, data_dir)
+        key_file = settings.security.audit_key_file
+        key = load_audit_key(key_file, data_dir=settings.data_dir, create=create)
+    except EnclaveError as exc:
+        raise _fail(exc) from None
+    source = key.source if key else describe_key_source(key_file)
+    if json_out:
+        typer.echo(json.dumps({"source": source, "audit_key_id": key.key_id if key else None}))
+    elif key:
+        typer.echo(f"audit key {key.key_id} from {source}")
+    else:
+        typer.echo(
+            f"no audit key at {source}; `enclave serve` creates it on first use, or run "
+            "`enclave audit key --create`",
+            err=True,
+        )
+    raise typer.Exit(0 if key else 1)
 
 
 @audit_app.command("tail")

@@ -80,15 +80,20 @@ class SecurityServices:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecurityServices:
-        """Build from the settings; raises ConfigError (bad policy, --no-auth off loopback)
-        or AuditLogError (damaged audit chain) so the server refuses to start."""
+        """Build from the settings; raises ConfigError (bad policy, --no-auth off loopback),
+        AuditLogError (damaged audit chain) or AuditKeyError (the audit key of a keyed log is
+        missing or another one) so the server refuses to start (exit 2)."""
         sec = settings.security
         check_no_auth_allowed(settings.server.host, sec.auth)
         keys = KeyStore(settings.data_dir)
         keys.records()  # a damaged keys file fails now, not on the first request
         if sec.auth and not keys.has_active_keys():
             log.warning("no API keys exist: every request will get 401 until one is created")
-        audit = AuditLog(settings.data_dir, questions=sec.audit_questions) if sec.audit else None
+        audit = None
+        if sec.audit:
+            audit = AuditLog(
+                settings.data_dir, questions=sec.audit_questions, key_file=sec.audit_key_file
+            )
         return cls(
             settings=sec,
             keys=keys,

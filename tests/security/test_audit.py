@@ -78,7 +78,9 @@ def test_concurrent_threads_write_one_valid_chain(data_dir: Path) -> None:
     assert result.records == 90 and result.head == log.head
     recs = [json.loads(x) for x in lines(data_dir)]
     assert [r["seq"] for r in recs] == list(range(1, 91))
-    assert all(r["hash"] == record_hash(r) for r in recs)
+    assert all(r["hash"] == record_hash(r, log.key) for r in recs)
+    assert all(r["audit_key_id"] == log.key.key_id for r in recs)
+    assert all(r["hash"] != record_hash(r) for r in recs)  # not a plain sha256 chain
     assert stat.S_IMODE(log_path(data_dir).stat().st_mode) == 0o600
 
     # a new instance (a restart) continues the chain from the last line
@@ -126,6 +128,7 @@ def _edit_field(ls: list[str]) -> list[str]:
 
 
 def _forge_middle(ls: list[str]) -> list[str]:
+    # a record inserted with a recomputed plain-sha256 hash: its MAC fails at once
     prev = json.loads(ls[2])
     forged = {**prev, "seq": 4, "prev_hash": prev["hash"], "outcome": "ok", "endpoint": "/x"}
     forged["hash"] = record_hash(forged)
@@ -138,7 +141,7 @@ TAMPERING = {
     "drop the last record": (lambda ls: ls[:-1], 6, "dropped from the end"),
     "drop the last two": (lambda ls: ls[:-2], 5, "dropped from the end"),
     "reorder two": (lambda ls: [ls[0], ls[2], ls[1], *ls[3:]], 2, "sequence"),
-    "insert a forged record": (_forge_middle, 5, "sequence"),
+    "insert a forged record": (_forge_middle, 4, "MAC fails"),
     "garble a line": (lambda ls: [*ls[:3], '{"seq": 4, "hash": tru\n', *ls[4:]], 4, "garbled"),
     "truncate the last line": (lambda ls: [*ls[:-1], ls[-1][:40]], 6, "truncated"),
     "empty the log": (lambda ls: [], 1, "dropped from the end"),
@@ -179,7 +182,7 @@ def test_anchor_and_expected_head(data_dir: Path) -> None:
 
 def test_a_rewritten_chain_is_caught_by_the_saved_head(data_dir: Path, tmp_path: Path) -> None:
     head = write_log(data_dir, 3).head
-    # an attacker rewrites everything consistently (log and anchor) ...
+    # someone holding the audit key rewrites everything consistently (log and anchor) ...
     other = tmp_path / "other"
     write_log(other, 2)
     for name in ("audit.jsonl", "audit.anchor.json"):
@@ -270,10 +273,12 @@ def test_anchor_may_lag_by_one_record_only(data_dir: Path) -> None:
     write_log(data_dir, 3)
     ls = lines(data_dir)
 
+    key = AuditLog(data_dir).key
+
     def chained(prev_line: str) -> str:
         prev = json.loads(prev_line)
         rec = {**prev, "seq": prev["seq"] + 1, "prev_hash": prev["hash"]}
-        rec["hash"] = record_hash(rec)
+        rec["hash"] = record_hash(rec, key)
         return json.dumps(rec) + "\n"
 
     one = chained(ls[-1])

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from enclave.security.redact import iban_ok, luhn_ok, redact
+from enclave.security.redact import (
+    card_issuer_ok,
+    cpf_ok,
+    iban_ok,
+    luhn_ok,
+    nir_ok,
+    redact,
+    verhoeff_ok,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,6 +35,24 @@ from enclave.security.redact import iban_ok, luhn_ok, redact
         ("Desk 212-555-0142.", "PHONE", "212-555-0142"),
         ("Desk 212.555.0142 or", "PHONE", "212.555.0142"),
         ("Tel. +49 30 1234567 (Berlin)", "PHONE", "+49 30 1234567"),
+        # national formats, recognised by phonenumbers' numbering plans
+        ("London office: 020 7946 0958.", "PHONE", "020 7946 0958"),
+        ("Ruf an: 030 12345678", "PHONE", "030 12345678"),
+        ("Handy 0151 23456789 (abends)", "PHONE", "0151 23456789"),
+        ("Standard 01 42 68 53 00, poste 12", "PHONE", "01 42 68 53 00"),
+        ("Mumbai desk 98765 43210.", "PHONE", "98765 43210"),
+        ("東京 03-1234-5678", "PHONE", "03-1234-5678"),
+        ("São Paulo (11) 91234-5678", "PHONE", "(11) 91234-5678"),
+        ("Sydney (02) 9123 4567", "PHONE", "(02) 9123 4567"),
+        ("mobile 9876543210", "PHONE", "9876543210"),
+        ("NI number AB 12 34 56 C", "NATIONAL_ID", "AB 12 34 56 C"),
+        ("CPF 529.982.247-25", "NATIONAL_ID", "529.982.247-25"),
+        ("DNI 12345678Z", "NATIONAL_ID", "12345678Z"),
+        ("NIE X1234567L", "NATIONAL_ID", "X1234567L"),
+        ("Aadhaar 2341 2341 2346", "NATIONAL_ID", "2341 2341 2346"),
+        ("NIR 1 84 12 76 451 089 46", "NATIONAL_ID", "1 84 12 76 451 089 46"),
+        ("SSN 123 45 6789", "SSN", "123 45 6789"),
+        ("Credit card 4111111111111111 on file", "CARD", "4111111111111111"),
     ],
 )
 def test_each_kind_is_redacted(text: str, kind: str, value: str) -> None:
@@ -51,6 +77,15 @@ NEAR_MISSES = [
     "Timestamp 20240115123045 and id 1234567890123.",
     "Not an email: user@localhost or @handle or a@b.",
     "US numbers must not start with 0/1: 012-555-0142, 212-055-0142.",
+    # a bare Luhn-valid number in a card issuer range, without a word that says "card"
+    "Reference 4111111111111111 and transaction 5500000000000004.",
+    "IMEI 490154203237518 reported stolen.",
+    "Population 867 304 938, budget 785 179 658 €.",
+    "ZIP 94107-1234, codes 66749-6576 and (88398-6959).",
+    "Server 229.175.39.59 and Chrome 124.0.6367.118.",
+    "Order 4012345678 shipped; tracking 449044304137821.",
+    "Invoice 2341 2341 2346 has twelve digits (a valid Verhoeff check).",
+    "Assets logo@2x.png and icon@3x.webp.",
 ]
 
 
@@ -79,6 +114,14 @@ def test_kinds_can_be_chosen() -> None:
         redact(text, kinds=["passport"])
 
 
+def test_phone_regions_can_be_chosen() -> None:
+    text = "Berlin 030 12345678, London +44 20 7946 0958"
+    assert redact(text)[1] == {"PHONE": 2}
+    # without DE among the regions, only the international number is recognised
+    out, counts = redact(text, regions=["US"])
+    assert counts == {"PHONE": 1} and "030 12345678" in out
+
+
 def _luhn_complete(prefix: str) -> str:
     for d in "0123456789":
         if luhn_ok(prefix + d):
@@ -98,12 +141,16 @@ def test_planted_cards_are_redacted_and_one_digit_off_is_not(
     rng = random.Random(seed)
     digits = _luhn_complete("4" + "".join(rng.choice("0123456789") for _ in range(14)))
     card = sep.join(digits[i : i + 4] for i in range(0, 16, 4))
-    out, counts = redact(f"{body} {card} {body}")
+    # grouped like a card: redacted anywhere; bare: only next to a word that says "card"
+    word = "card " if sep == "" else ""
+    out, counts = redact(f"{body} {word}{card} {body}")
     assert card not in out and counts == {"CARD": 1}
+    if sep == "":
+        assert redact(f"{body} {card} {body}")[1].get("CARD") is None
     broken = digits[:-1] + str((int(digits[-1]) + 1) % 10)
     assert not luhn_ok(broken)
     bcard = sep.join(broken[i : i + 4] for i in range(0, 16, 4))
-    assert redact(f"{body} {bcard} {body}")[1].get("CARD") is None
+    assert redact(f"{body} {word}{bcard} {body}")[1].get("CARD") is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -121,6 +168,12 @@ def test_checksums() -> None:
     assert iban_ok("DE89370400440532013000") and not iban_ok("DE89370400440532013001")
     assert not iban_ok("DE8937040044053201300")  # wrong length for DE
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert card_issuer_ok("4111111111111111") and card_issuer_ok("378282246310005")
+    assert not card_issuer_ok("9111111111111111")  # no issuer uses 9
+    assert not card_issuer_ok("341111111111111111")  # Amex numbers have 15 digits
+    assert verhoeff_ok("234123412346") and not verhoeff_ok("234123412347")
+    assert cpf_ok("52998224725") and not cpf_ok("52998224726") and not cpf_ok("11111111111")
+    assert nir_ok("184127645108946") and not nir_ok("184127645108947")
 
 
 def test_redact_document_in_place() -> None:
