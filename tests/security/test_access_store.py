@@ -15,8 +15,8 @@ from enclave.security.access import (
 )
 from enclave.security.keys import LOCAL_PRINCIPAL, Principal
 from rag.retrieval import fuse
-from store.schema import build_filter
 from store.records import ChunkRecord, DocumentRecord, SearchFilters, doc_id_for_path
+from store.schema import build_filter
 
 DIM = 16
 HR = Principal(name="hannah", key_id="k-hr", groups=("hr",))
