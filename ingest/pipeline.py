@@ -35,9 +35,10 @@ this run writes is served before it is promoted.
 The progress bar advances once per file as it is counted. ``summary.stages`` holds where the
 time went, in seconds: ``walk_s``, ``hash_s``, ``parse_wait_s`` (only the time spent waiting
 for the parsers), ``clean_s``, ``chunk_s``, ``embed_s``, ``write_s``, ``setup_s``,
-``optimize_s`` (when something was written), ``embedder_load_s``, ``release_s`` (the
-release bookkeeping: preparing the head, recording, rails, promotion, retention) and
-``gate_s`` (the gate's evaluation, when one ran).
+``optimize_s`` (when something was written: fragments and the full-text index, see
+store/maintain.py), ``embedder_load_s``, ``release_s`` (the release bookkeeping: preparing
+the head, recording, rails, promotion, retention), ``prune_s`` (removing the versions
+retention dropped) and ``gate_s`` (the gate's evaluation, when one ran).
 
 The embedder is loaded only when some document needs embedding: a run over an unchanged
 corpus never imports torch.
@@ -141,17 +142,22 @@ class _Run:
             self.writer.regroup(walked.decisions)
         if self.writer.wrote or prepared.restored_from:
             tws = time.perf_counter()
-            self.store.optimize()
+            self.store.compact()
             self.stages["optimize_s"] = time.perf_counter() - tws
         self.stages["embedder_load_s"] = self.lazy.load_seconds
         self.summary.stages = self.stages
         self.summary.embedder = self.lazy.name or (self.store.embedder_name or "")
         self.summary.seconds = time.perf_counter() - t0
         outcome = self._release(releases, prepared.parent, self.writer.wrote or was_dirty)
+        if outcome is not None or prepared.restored_from:
+            tp = time.perf_counter()
+            self.store.prune()  # what the releases dropped now, and the run's own steps
+            self.stages["prune_s"] = time.perf_counter() - tp
         if outcome is not None and outcome.blocked:
             forget_snapshot(self.settings.data_dir)  # the next run restores the head
         else:
-            read = None if self.writer.wrote or prepared.restored_from else (signature, state)
+            changed = self.writer.wrote or prepared.restored_from or outcome is not None
+            read = None if changed else (signature, state)
             leave_snapshot(self.settings, self.store, read)
         self.summary.seconds = time.perf_counter() - t0
         write_last_ingest(self.settings, self.roots, self.summary)

@@ -15,10 +15,11 @@ point leaves tables that open; a document row is only written (with the file's s
 its chunks are in, so the next run sees the file as changed and redoes it, deleting whatever
 half-written chunks it finds first. No duplicates, no orphans.
 
-Old versions: :meth:`Store.optimize` compacts and removes every version older than the
-oldest tagged one (a release's versions are tagged, store/releases.py), never a tagged one.
-LanceDB refuses a cleanup whose cut-off would pass a tagged version, so the cut-off is
-computed from the tags' own timestamps.
+Old versions and files: :meth:`Store.optimize` keeps the index small without rewriting what
+releases share (store/maintain.py), and removes every version older than the oldest tagged
+one (a release's versions are tagged, store/releases.py), never a tagged one. LanceDB refuses
+a cleanup whose cut-off would pass a tagged version, so the cut-off is computed from the
+tags' own timestamps.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ TABLES = (DOCUMENTS, CHUNKS)
 INDEX_FORMAT = 1
 #: versions this close before the oldest tagged one are left alone by a cleanup (LanceDB takes
 #: its own clock when it applies the age; a cut-off past a tagged version is an error, and the
-#: cleanup is tried again with the wider margins)
-PRUNE_MARGINS = (timedelta(milliseconds=20), timedelta(seconds=2))
+#: cleanup is tried again with a wider margin)
+PRUNE_MARGIN = timedelta(milliseconds=20)
 
 #: a release's versions: {"documents": N, "chunks": M}; chunks is None before any chunk
 Versions = Mapping[str, int | None]
@@ -276,22 +277,32 @@ class Store(TableReader):
             orphans = sorted(present - known)
             return self._delete_chunks(orphans)
 
-    def optimize(self) -> None:
-        """Compact small fragments, bring the full-text index up to date, and remove the
-        versions older than the oldest tagged one (:func:`prune_age`)."""
-        with self._lock:
-            table = self.chunks_table()
-            if table is not None and table.count_rows() > 0:
-                self._ensure_fts(table)
-                optimize_table(table)
-            optimize_table(self.documents_table())
+    def optimize(self) -> dict[str, int]:
+        """:meth:`compact`, then :meth:`prune`. Only the writer calls it."""
+        out = self.compact()
+        self.prune()
+        return out
 
-    def _ensure_fts(self, table: Any) -> None:
-        names = {getattr(i, "name", "") for i in table.list_indices()}
-        if "text_idx" not in names:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                table.create_fts_index("text", use_tantivy=False, replace=True)
+    def compact(self) -> dict[str, int]:
+        """Rewrite mostly-deleted fragments (and merge small ones when there are many) and
+        keep the full-text index up to date, rewriting nothing releases share that does not
+        need it (store/maintain.py)."""
+        from store.maintain import compact
+        from store.registry import Registry
+
+        with self._lock:
+            self.documents_table()
+            return compact(self, Registry.at(self.path))
+
+    def prune(self) -> None:
+        """Remove every version older than the oldest tagged one, and the files only they
+        referenced (store/maintain.py)."""
+        from store.maintain import prune
+        from store.registry import Registry
+
+        with self._lock:
+            self.documents_table()
+            prune(self, Registry.at(self.path))
 
     def rebuild_fts(self) -> None:
         """Build the full-text index of the head again from its rows (a purge: the old
@@ -363,6 +374,10 @@ class Store(TableReader):
                 else:
                     chunks.restore(int(versions[CHUNKS] or 0))
 
+    def existing_tables(self) -> list[Any]:
+        """The head's tables that exist (documents always, chunks once written)."""
+        return self._existing_tables()
+
     def _existing_tables(self) -> list[Any]:
         chunks = self.chunks_table()
         return [self.documents_table(), *([chunks] if chunks is not None else [])]
@@ -375,7 +390,7 @@ class Store(TableReader):
         return out
 
 
-def prune_age(table: Any, margin: timedelta = PRUNE_MARGINS[0]) -> timedelta:
+def prune_age(table: Any, margin: timedelta = PRUNE_MARGIN) -> timedelta:
     """How old a version must be for a cleanup to remove it: older than the oldest tagged
     version, less ``margin``; without tags, every version but the latest."""
     tagged = {int(info["version"]) for info in table.tags.list().values()}
@@ -388,22 +403,6 @@ def prune_age(table: Any, margin: timedelta = PRUNE_MARGINS[0]) -> timedelta:
         return timedelta(milliseconds=1)
     age: timedelta = datetime.now() - min(stamps) + margin
     return max(age, timedelta(milliseconds=1))
-
-
-def optimize_table(table: Any) -> None:
-    """``table.optimize()`` with a cleanup that never reaches a tagged version. Only the
-    writer calls it (holding the writer lock), so files of unfinished transactions are
-    leftovers of a killed run and go too."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        for margin in PRUNE_MARGINS:
-            try:
-                table.optimize(cleanup_older_than=prune_age(table, margin), delete_unverified=True)
-                return
-            except RuntimeError as exc:
-                if "tagged" not in str(exc):
-                    raise
-        table.optimize(cleanup_older_than=timedelta(days=36500))  # compaction alone
 
 
 __all__ = ["CHUNKS", "DOCUMENTS", "STATUS_OK", "TABLES", "Store", "Versions"]

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from store.db import CHUNKS, DOCUMENTS, Store
+from store.maintain import fragment_rows, rewrite_fragments
 from store.records import DocumentRecord
 from store.registry import EXPIRED, SUPERSEDED, LivePointer, Registry, now_iso
 from store.schema import HEX_ID, sql_str
@@ -69,19 +70,11 @@ def _pred(doc_ids: list[str]) -> str:
 def rewrite_without(table: Any, predicate: str) -> int:
     """Rewrite the fragments of ``table``'s head holding rows that match ``predicate`` so
     that those rows are gone from its files; returns how many rows matched."""
-    found = table.search().where(predicate).select(["_rowaddr"]).limit(None).to_arrow()
-    if found.num_rows == 0:
+    found = fragment_rows(table, predicate)
+    if not found:
         return 0
-    fragments = sorted({int(a) >> 32 for a in found.column("_rowaddr").to_pylist()})
-    ranges = " OR ".join(
-        f"(_rowaddr >= {f << 32} AND _rowaddr < {(f + 1) << 32})" for f in fragments
-    )
-    keep = table.search().where(f"({ranges}) AND NOT ({predicate})").limit(None).to_arrow()
-    if keep.num_rows:
-        schema = table.schema
-        table.add(keep.select(schema.names).cast(schema))
-    table.delete(ranges)  # every row of those fragments: the fragments leave the version
-    return int(found.num_rows)
+    rewrite_fragments(table, found, exclude=predicate)
+    return sum(live for live, _ in found.values())
 
 
 def purge_documents(store: Store, registry: Registry, doc_ids: list[str]) -> PurgeResult:

@@ -38,9 +38,8 @@ def find_response(data_dir: Path | str, response_id: str) -> dict[str, Any] | No
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(rec, dict) and (rec.get("extra") or {}).get("response_id") == (
-                response_id
-            ):
+            extra = rec.get("extra") if isinstance(rec, dict) else None
+            if isinstance(extra, dict) and extra.get("response_id") == response_id:
                 found = rec
     return found
 

@@ -25,5 +25,5 @@ async def lineage(
     service: LineageDep,
     admin: AdminDep,
 ) -> dict[str, Any]:
-    audit_info(request.scope).extra = {"response_id": response_id}
+    audit_info(request.scope).extra = {"lineage_of": response_id[:80]}
     return await run_in_threadpool(service.resolve, response_id)
