@@ -105,7 +105,7 @@ class Outcome:
 
 
 def force_hint(rid: str) -> str:
-    return f"to promote it anyway: `enclave releases promote {rid} --force` (audited)"
+    return f"To promote it anyway: `enclave releases promote {rid} --force` (audited)."
 
 
 def promote(
@@ -126,6 +126,8 @@ def promote(
     live_view = releases.live_view()
     live_ptr = releases.registry.live()
     if live_ptr is not None and live_ptr.release == rec.id:
+        if rec.state != PROMOTED:  # a promote killed after its switch: finish the record
+            releases.promote(rec, by=by, keep=rs.keep)
         out.state, out.reason = "live", f"{rec.id} is already live"
         return out
     if rec.state != PROMOTED:  # a release promoted before is a known quantity: no rails
@@ -138,7 +140,7 @@ def promote(
         )
         rec.rails = out.rails = verdict.to_dict()
         if not verdict.ok and not force:
-            reason = "not promoted: " + "; ".join(verdict.reasons) + ". " + force_hint(rec.id)
+            reason = "Not promoted: " + "; ".join(verdict.reasons) + ". " + force_hint(rec.id)
             releases.hold(rec, reason)
             out.state, out.reason, out.blocked = "candidate", reason, True
             return out
@@ -147,8 +149,8 @@ def promote(
         if rec.gate is None:
             if hooks is None or hooks.gate is None:
                 reason = (
-                    "waiting: release.golden_set is set, but this command cannot run the "
-                    f"gate; promote with `enclave releases promote {rec.id}`"
+                    "Waiting: release.golden_set is set, but this command cannot run the "
+                    f"gate; promote with `enclave releases promote {rec.id}`."
                 )
                 releases.hold(rec, reason)
                 out.state, out.reason = "candidate", reason
@@ -161,7 +163,7 @@ def promote(
             if not force:
                 releases.reject(rec, rec.gate)
                 reason = (
-                    "rejected by the gate: "
+                    "Rejected by the gate: "
                     + "; ".join(gate_failed or ["it failed"])
                     + f". Report: {rec.gate.get('report')}. "
                     + force_hint(rec.id)
@@ -192,7 +194,7 @@ def after_ingest(
             release=rec.id,
             state="candidate",
             promoted=False,
-            reason=f"waiting (release.auto_promote = false): `enclave releases promote {rec.id}`",
+            reason=f"Waiting (release.auto_promote = false): `enclave releases promote {rec.id}`.",
         )
     return promote(settings, releases, rec, hooks=hooks, by="enclave ingest")
 

@@ -267,3 +267,31 @@ def test_sigkill_during_promote_leaves_the_old_or_the_new_release_live(
     again = run(cli, "releases", "promote", "r-000002", "--data-dir", str(data), "--json")
     assert again.exit_code == 0, again.output  # the lock died with the process
     assert live_id(data) == "r-000002"
+    shown = as_json(run(cli, "releases", "show", "r-000002", "--data-dir", str(data), "--json"))
+    assert shown["state"] == "promoted" and shown["status"] == "live"
+
+
+def test_the_ci_pipeline_promotes_a_good_candidate_and_stops_a_bad_one(tmp_path: Path) -> None:
+    """examples/ci/release-ci.sh end to end, with ``enclave`` the command of this checkout."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "enclave"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m enclave.cli "$@"\n')
+    wrapper.chmod(0o755)
+    docs = tmp_path / "docs"
+    subprocess.run(["cp", "-r", str(REPO / "examples" / "docs"), str(docs)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env.update(offline_env(), PYTHONPATH=str(REPO), ENCLAVE_EMBEDDER__MODEL="hash",
+               PATH=f"{bin_dir}:{env['PATH']}", PYTHON=sys.executable, DOCS=str(docs),
+               DATA_DIR=str(tmp_path / "data"), OUT=str(tmp_path / "out"))  # fmt: skip
+    script = str(REPO / "examples" / "ci" / "release-ci.sh")
+    good = subprocess.run([script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "release r-000001 is live" in good.stdout
+    assert (tmp_path / "out" / "report.json").is_file()
+
+    (docs / "security.txt").unlink()  # the answer to two golden questions goes
+    bad = subprocess.run([script], cwd=REPO, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "FAIL retrieval.recall@5" in bad.stdout and "r-000002 refused" in bad.stderr
+    assert live_id(tmp_path / "data") == "r-000001"
