@@ -46,7 +46,6 @@ corpus never imports torch.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,8 +68,6 @@ from store.lock import WriterLock
 if TYPE_CHECKING:
     from store.db import Store
     from store.releases import Releases
-
-log = logging.getLogger(__name__)
 
 
 class _Run:
@@ -164,14 +161,9 @@ class _Run:
         return self.summary
 
     def _releases(self) -> Releases:
-        from store.purge import resume_purge
         from store.releases import Releases
 
-        releases = Releases(self.store)
-        resumed = resume_purge(self.store, releases.registry)
-        if resumed is not None:
-            log.warning("finished a purge that was interrupted: %s", resumed.doc_ids)
-        return releases
+        return Releases(self.store)
 
     def _release(self, releases: Releases, parent: str | None, changed: bool) -> Outcome | None:
         """The release step: a candidate when anything changed, promoted when it may be."""

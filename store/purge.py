@@ -80,11 +80,14 @@ def rewrite_without(table: Any, predicate: str) -> int:
 def purge_documents(store: Store, registry: Registry, doc_ids: list[str]) -> PurgeResult:
     """Remove ``doc_ids`` from the head and every retained release (module docstring).
     The caller holds the writer lock."""
+    from store.maintain import recover
+
     started = time.perf_counter()
     ids = sorted({d for d in doc_ids if HEX_ID.match(d)})
     result = PurgeResult(doc_ids=ids)
     if not ids:
         return result
+    recover(store, registry)  # a prune killed half way left the head empty
     head = _start(store, registry, ids)
     pred = _pred(ids)
     live = registry.live()

@@ -127,7 +127,13 @@ class Releases:
         return rec
 
     def prepare_head(self) -> HeadPrepared:
-        """Step 1 of the module docstring."""
+        """Step 1 of the module docstring; first, whatever a killed writer left half done
+        is finished (a prune's emptied head is restored, a purge completed)."""
+        from store.maintain import recover
+        from store.purge import resume_purge
+
+        recover(self.store, self.registry)
+        resume_purge(self.store, self.registry)
         adopted = self.adopt()
         live = self.registry.live()
         out = HeadPrepared(parent=live.release if live else None)

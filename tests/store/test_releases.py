@@ -209,3 +209,21 @@ def test_a_second_writer_is_refused_and_the_lock_survives_sigkill(tmp_path: Path
         holder.wait()
     with WriterLock(lance, "after the crash"):  # the kernel released it
         pass
+
+
+def test_a_prune_killed_half_way_is_finished_by_the_next_writer(tmp_path: Path) -> None:
+    import json as json_
+
+    from store.maintain import HEAD_TAG, PRUNE_FILE
+
+    store, releases = new_store(tmp_path)
+    releases.promote(candidate(releases, write=DOCS), by="test")
+    head = store.head_versions()
+    store.tag(HEAD_TAG, head)  # what prune() does before it empties the latest version...
+    releases.registry.files.write(PRUNE_FILE, json_.dumps({"head": head}).encode())
+    for table in store.existing_tables():
+        table.delete("true")  # ...and the process dies here
+    assert store.count_documents() == 0
+    assert releases.prepare_head().restored_from is None
+    assert store.count_documents() == 20 and HEAD_TAG not in store.tags()
+    assert releases.registry.files.read(PRUNE_FILE) is None
