@@ -6,6 +6,10 @@ other evaluation reports) are cleaned by the ``scrub`` hook the evaluation packa
 (ingest/promotion.py :class:`ReleaseHooks`). The purge is audited (``cli:purge``, or the
 HTTP request's own record for ``DELETE /v1/documents/{id}``).
 
+An evaluation index under ``<data_dir>/eval/`` (built by ``enclave eval`` from a golden set's
+``documents/``) that holds the file is a cache: it is deleted, and the next evaluation builds
+it again.
+
 What a purge cannot reach: an audit log written with ``security.audit_questions = "full"``
 keeps the questions people asked (its hash chain forbids rewriting it), and copies made
 outside the data directory.
@@ -13,6 +17,7 @@ outside the data directory.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +53,20 @@ def held_anywhere(store: Any, registry: Any, doc_ids: list[str]) -> bool:
     return False
 
 
+def drop_eval_indexes(settings: Settings, paths: set[str]) -> list[str]:
+    """Delete the evaluation indexes (caches) that hold one of ``paths``."""
+    from store.db import Store
+
+    dropped: list[str] = []
+    root = Path(settings.data_dir) / "eval"
+    for marker in sorted(root.glob("*/eval-index.json")) if root.is_dir() else []:
+        lance = marker.parent / "lancedb"
+        if lance.is_dir() and paths & set(Store(lance).documents_state()):
+            shutil.rmtree(marker.parent)
+            dropped.append(str(marker.parent))
+    return dropped
+
+
 def purge(
     settings: Settings,
     target: str,
@@ -71,7 +90,8 @@ def purge(
         result = purge_documents(store, registry, ids)
         forget_snapshot(settings.data_dir)
         scrubbed = hooks.scrub(settings, result.documents) if hooks and hooks.scrub else []
-    out = {**result.to_dict(), "scrubbed_files": scrubbed}
+        dropped = drop_eval_indexes(settings, {d.path for d in result.documents})
+    out = {**result.to_dict(), "scrubbed_files": scrubbed, "eval_indexes_deleted": dropped}
     if audited:
         audit(settings, "cli:purge", "ok", {"doc_ids": result.doc_ids,
                                              "releases": sorted(result.releases)})  # fmt: skip
