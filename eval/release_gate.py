@@ -24,6 +24,7 @@ from ingest.promotion import GateVerdict, ReleaseHooks
 
 if TYPE_CHECKING:
     from enclave.settings import Settings
+    from models.embedder import Embedder
     from store.records import DocumentRecord
     from store.registry import ReleaseRecord
     from store.releases import Releases
@@ -31,8 +32,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def gate_release(settings: Settings, releases: Releases, rec: ReleaseRecord) -> GateVerdict:
-    """Score ``rec`` in place and judge it with ``release.gate`` (module docstring)."""
+def gate_release(
+    settings: Settings,
+    releases: Releases,
+    rec: ReleaseRecord,
+    embedder: Embedder | None = None,
+) -> GateVerdict:
+    """Score ``rec`` in place and judge it with ``release.gate`` (module docstring), with
+    ``embedder`` when the caller has one loaded (the ingest run's)."""
     from eval.gate import flatten_metrics
     from eval.harness import EvalOptions, run_eval
 
@@ -53,7 +60,7 @@ def gate_release(settings: Settings, releases: Releases, rec: ReleaseRecord) -> 
         from enclave.native import preload_generator_runtime
 
         preload_generator_runtime()
-    outcome = run_eval(settings, options, reader=releases.view(rec))
+    outcome = run_eval(settings, options, embedder=embedder, reader=releases.view(rec))
     gate = outcome.gate
     return GateVerdict(
         passed=gate is None or gate.passed,

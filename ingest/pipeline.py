@@ -175,7 +175,8 @@ class _Run:
             self.stages["release_s"] += time.perf_counter() - tr
             return None
         rec = releases.record_candidate(parent, self.summary.to_dict())
-        outcome = after_ingest(self.settings, releases, rec, self.hooks)
+        loaded = self.lazy.get() if self.lazy.loaded else None
+        outcome = after_ingest(self.settings, releases, rec, self.hooks, loaded)
         gate_s = float((outcome.gate or {}).get("seconds") or 0.0)
         if gate_s:
             self.stages["gate_s"] = gate_s

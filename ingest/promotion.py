@@ -30,6 +30,7 @@ from enclave.settings import Settings
 from store.registry import PROMOTED, REJECTED, ReleaseRecord
 
 if TYPE_CHECKING:
+    from models.embedder import Embedder
     from store.records import DocumentRecord
     from store.releases import Releases
 
@@ -58,7 +59,8 @@ class GateVerdict:
         }
 
 
-GateRunner = Callable[[Settings, "Releases", ReleaseRecord], GateVerdict]
+#: (settings, releases, the release, an embedder already loaded or None) -> the verdict
+GateRunner = Callable[[Settings, "Releases", ReleaseRecord, "Embedder | None"], GateVerdict]
 Scrubber = Callable[[Settings, "list[DocumentRecord]"], list[str]]
 
 
@@ -116,8 +118,10 @@ def promote(
     hooks: ReleaseHooks | None,
     by: str,
     force: bool = False,
+    embedder: Embedder | None = None,
 ) -> Outcome:
-    """Rails, gate, switch (module docstring). The caller holds the writer lock."""
+    """Rails, gate, switch (module docstring). The caller holds the writer lock; the gate
+    uses ``embedder`` when one is loaded already."""
     from store.compare import check_rails
 
     started = time.perf_counter()
@@ -155,7 +159,7 @@ def promote(
                 releases.hold(rec, reason)
                 out.state, out.reason = "candidate", reason
                 return out
-            verdict_g = hooks.gate(settings, releases, rec)
+            verdict_g = hooks.gate(settings, releases, rec, embedder)
             rec.gate = verdict_g.to_dict()
         out.gate = rec.gate
         if not rec.gate.get("passed"):
@@ -186,7 +190,11 @@ def promote(
 
 
 def after_ingest(
-    settings: Settings, releases: Releases, rec: ReleaseRecord, hooks: ReleaseHooks | None
+    settings: Settings,
+    releases: Releases,
+    rec: ReleaseRecord,
+    hooks: ReleaseHooks | None,
+    embedder: Embedder | None = None,
 ) -> Outcome:
     """The end of an ingest run: promote the new candidate when ``release.auto_promote``."""
     if not settings.release.auto_promote:
@@ -196,7 +204,7 @@ def after_ingest(
             promoted=False,
             reason=f"Waiting (release.auto_promote = false): `enclave releases promote {rec.id}`.",
         )
-    return promote(settings, releases, rec, hooks=hooks, by="enclave ingest")
+    return promote(settings, releases, rec, hooks=hooks, by="enclave ingest", embedder=embedder)
 
 
 def audit(settings: Settings, endpoint: str, outcome: str, extra: dict[str, Any]) -> None:
