@@ -163,6 +163,45 @@ class SecuritySettings(_Section):
     )
 
 
+class ReleaseSettings(_Section):
+    """Index releases: what an ingest run's candidate must pass to go live (docs/releases.md)."""
+
+    auto_promote: bool = Field(
+        default=True,
+        description="promote a candidate at the end of its ingest run when the rails and "
+        "the gate pass; false = candidates wait for `enclave releases promote`",
+    )
+    keep: int = Field(
+        default=5, ge=1, le=1000, description="promoted releases kept besides the live one"
+    )
+    golden_set: Path | None = Field(
+        default=None,
+        description="evaluation dataset scored against every candidate before it goes live "
+        "(queries.jsonl + qrels/test.tsv; corpus ids are document paths or path suffixes)",
+    )
+    gate: Path | None = Field(
+        default=None, description="gate.toml: thresholds the candidate's scores must meet"
+    )
+    answers: int = Field(
+        default=5, ge=0, le=1000, description="answers the gate's evaluation generates"
+    )
+    max_removed_share: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="rail: hold a candidate that removes more than this share of the documents",
+    )
+    max_failure_jump: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="rail: hold a candidate whose share of failed documents rises by more",
+    )
+    rails_min_documents: int = Field(
+        default=10, ge=0, description="the rails judge only releases with this many documents"
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration of one Enclave process."""
 
@@ -180,6 +219,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    release: ReleaseSettings = Field(default_factory=ReleaseSettings)
 
     _toml_file: str | None = None
 

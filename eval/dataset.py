@@ -8,6 +8,11 @@ DATASET/
   qrels/test.tsv    query-id <TAB> corpus-id <TAB> score   header line first; score > 0 = relevant
 ```
 
+A golden set that scores an existing index in place (``enclave eval --release``, the release
+gate) may have neither corpus.jsonl nor documents/: its corpus ids are then path suffixes of
+the indexed documents (``policies/leave.txt`` matches ``/shares/hr/policies/leave.txt``), and
+the corpus is what the qrels name (kind ``paths``).
+
 A query may also carry, for answer metrics by fact:
 
 * ``keys``: short alternatives; an answer is right when it contains any one of them
@@ -30,7 +35,7 @@ from typing import Literal
 
 from enclave.errors import UsageError
 
-CorpusKind = Literal["jsonl", "documents"]
+CorpusKind = Literal["jsonl", "documents", "paths"]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
 _SKIP_NAMES = {".DS_Store", "Thumbs.db"}
@@ -294,8 +299,9 @@ def _hash_files(h: hashlib._Hash, files: list[tuple[str, Path]]) -> None:
         h.update(b"\0")
 
 
-def load_dataset(root: Path | str) -> Dataset:
-    """Read and validate a dataset folder; every problem is a :class:`UsageError`."""
+def load_dataset(root: Path | str, *, in_place: bool = False) -> Dataset:
+    """Read and validate a dataset folder; every problem is a :class:`UsageError`.
+    ``in_place``: scoring an existing index, so the corpus may be the qrels' path suffixes."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UsageError(f"dataset folder not found: {root}")
@@ -305,7 +311,8 @@ def load_dataset(root: Path | str) -> Dataset:
     qrels_path = root / "qrels" / "test.tsv"
     if corpus_jsonl.is_file() and documents.is_dir():
         raise UsageError(f"{root} has both corpus.jsonl and documents/: keep one of them")
-    if not corpus_jsonl.is_file() and not documents.is_dir():
+    paths_only = in_place and not corpus_jsonl.is_file() and not documents.is_dir()
+    if not corpus_jsonl.is_file() and not documents.is_dir() and not paths_only:
         raise UsageError(
             f"{root} has neither corpus.jsonl nor a documents/ folder "
             "(expected the BEIR layout: corpus.jsonl, queries.jsonl, qrels/test.tsv)"
@@ -318,7 +325,16 @@ def load_dataset(root: Path | str) -> Dataset:
         raise UsageError(f"{root} has no qrels/test.tsv{hint}")
 
     kind: CorpusKind
-    if corpus_jsonl.is_file():
+    corpus_files: list[tuple[str, Path]]
+    if paths_only:
+        kind = "paths"
+        corpus = {
+            d: CorpusEntry(id=d, title=Path(d).stem)
+            for rel in _load_qrels(qrels_path).values()
+            for d in rel
+        }
+        corpus_files = [("qrels/test.tsv", qrels_path)]
+    elif corpus_jsonl.is_file():
         kind = "jsonl"
         corpus = _load_corpus_jsonl(corpus_jsonl)
         corpus_files = [("corpus.jsonl", corpus_jsonl)]

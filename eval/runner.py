@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from enclave.settings import Settings
     from eval.index import DocMapper
     from models.embedder import Embedder
-    from store.db import Store
+    from store.reader import TableReader
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class RetrievalRun:
 
 def retrieve_local(
     queries: Sequence[Query],
-    store: Store,
+    store: TableReader,
     embedder: Embedder,
     settings: Settings,
     mapper: DocMapper,

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from enclave.settings import Settings
-from ingest.snapshot import index_signature, load_snapshot, write_snapshot
+from ingest.snapshot import index_signature, live_release, load_snapshot, write_snapshot
 from ingest.summary import IngestSummary
 from ingest.walk import WalkedFile, WalkIssue, is_under, walk
 from store.records import STATUS_FAILED, STATUS_OK, DocumentRecord, read_index_meta
@@ -188,8 +188,21 @@ def unchanged_run(
     summary.skipped_unsupported = skipped.get("unsupported", 0)
     summary.stages = {"walk_s": time.perf_counter() - tw, "setup_s": setup_s}
     summary.from_snapshot = True
+    summary.release = no_release(snapshot.live)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def no_release(live: str | None) -> dict[str, object]:
+    """The summary's ``release`` object of a run that changed nothing."""
+    return {
+        "id": None,
+        "state": None,
+        "promoted": False,
+        "blocked": False,
+        "reason": "nothing changed: no new release",
+        "live": live,
+    }
 
 
 def leave_snapshot(
@@ -206,4 +219,6 @@ def leave_snapshot(
     else:
         signature, state = read
     if signature is not None and index_signature(store.path) == signature:
-        write_snapshot(settings.data_dir, signature, state, retryable)
+        write_snapshot(
+            settings.data_dir, signature, state, retryable, live=live_release(store.path)
+        )

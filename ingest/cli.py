@@ -1,7 +1,10 @@
-"""``enclave ingest`` and ``enclave status``.
+"""``enclave ingest`` and ``enclave status`` (and, through ingest/release_cli.py, the
+release commands).
 
-Exit codes: 0 all files ingested (or unchanged), 1 some files failed (listed with reasons),
-2 usage error (missing path, bad flag or group, embedder mismatch, invalid settings).
+Exit codes: 0 all files ingested (or unchanged) and the release step went through; 1 some
+files failed (listed with reasons), or the run's candidate was held by the rails or rejected
+by the gate (the reasons and how to force it are printed); 2 usage error (missing path, bad
+flag or group, embedder mismatch, invalid settings, another writer busy).
 """
 
 from __future__ import annotations
@@ -15,11 +18,19 @@ import typer
 
 from enclave.cli_options import ConfigOpt, DataDirOpt, build_settings, fail
 from enclave.errors import EnclaveError
+from ingest.promotion import ReleaseHooks
+
+#: lent by the command-line root (enclave/cli.py): the gate and the report scrubber
+_HOOKS: dict[str, ReleaseHooks | None] = {"hooks": None}
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
+    from ingest.release_cli import register as register_releases
+
+    _HOOKS["hooks"] = hooks
     app.command("ingest")(ingest_command)
     app.command("status")(status_command)
+    register_releases(app, hooks)
 
 
 def ingest_command(
@@ -97,14 +108,16 @@ def ingest_command(
             settings.ingest.exclude = [*settings.ingest.exclude, *exclude]
         checked = parse_groups(groups)
         show = not as_json and sys.stderr.isatty()
-        summary = ingest_paths(settings, paths, prune=prune, groups=checked, progress=show)
+        summary = ingest_paths(
+            settings, paths, prune=prune, groups=checked, progress=show, hooks=_HOOKS["hooks"]
+        )
     except EnclaveError as exc:
         raise fail(exc) from exc
     if as_json:
         typer.echo(json.dumps(summary.to_dict()))
     else:
         _print_summary(summary.to_dict())
-    raise typer.Exit(0 if summary.ok else 1)
+    raise typer.Exit(0 if summary.ok and not summary.release_blocked else 1)
 
 
 def _print_summary(d: dict[str, Any]) -> None:
@@ -126,6 +139,14 @@ def _print_summary(d: dict[str, Any]) -> None:
         table.add_row("flagged chunks", str(d["flagged_chunks"]))
     table.add_row("seconds", f"{d['seconds']:.1f}")
     console.print(table)
+    rel = d.get("release") or {}
+    if rel.get("id"):
+        state = "live" if rel.get("promoted") else rel.get("state")
+        console.print(f"release {rel['id']}: {state}", highlight=False)
+    for failure in (rel.get("gate") or {}).get("failures") or []:
+        console.print(f"  [red]FAIL[/] {failure}", highlight=False)
+    if rel.get("reason") and rel.get("id"):
+        console.print(rel["reason"], highlight=False, soft_wrap=True)
     if d["failed"]:
         errors = Table(title="Failed files", show_header=True)
         errors.add_column("path", overflow="fold")
@@ -142,7 +163,8 @@ def status_command(
         bool, typer.Option("--json", help="print one JSON object on stdout")
     ] = False,
 ) -> None:
-    """Show what the index holds: documents, chunks, failures, embedder, size, last ingest."""
+    """Show what the live release holds (documents, chunks, failures), the live and
+    candidate releases, the embedder, the index size and the last ingest."""
     try:
         settings = build_settings(config, data_dir)
         report = index_status(settings.data_dir)
@@ -160,12 +182,15 @@ def index_status(data_dir: Path) -> dict[str, Any]:
     from ingest.summary import read_last_ingest
     from store.db import Store
     from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK
+    from store.releases import Releases
 
     lance_dir = Path(data_dir) / "lancedb"
     if not lance_dir.is_dir():
         raise UsageError(f"no index in {data_dir}: run `enclave ingest PATH --data-dir {data_dir}`")
     store = Store(lance_dir)
-    docs = store.list_documents()
+    releases = Releases(store)
+    view = releases.live_view()
+    docs = view.list_documents()
     counts = {
         s: sum(1 for d in docs if d.status == s) for s in (STATUS_OK, STATUS_EMPTY, STATUS_FAILED)
     }
@@ -179,15 +204,43 @@ def index_status(data_dir: Path) -> dict[str, Any]:
     meta = store.meta()
     return {
         "data_dir": str(data_dir),
+        "releases": release_status(releases),
         "documents": len(docs),
         "documents_by_status": counts,
-        "chunks": store.count_chunks(),
+        "chunks": view.count_chunks(),
         "failures": failures,
         "embedder": {"name": meta.get("embedder"), "dimension": meta.get("dimension")},
         "index_bytes": store.size_bytes(),
         "last_ingest": last["finished_at"] if last else (max(ingested) if ingested else None),
         "last_summary": last["summary"] if last else None,
     }
+
+
+def release_status(releases: Any) -> dict[str, Any]:
+    """The live release and the newest candidate waiting (held, rejected or pending)."""
+    registry = releases.registry
+    live = registry.live()
+    records = registry.records()
+    by_id = {r.id: r for r in records}
+    pending = [r for r in records if r.state in ("candidate", "rejected")]
+    out: dict[str, Any] = {"live": None, "candidate": None, "count": len(records)}
+    if live is not None:
+        rec = by_id.get(live.release)
+        out["live"] = {
+            "id": live.release,
+            "promoted_at": live.promoted_at,
+            "promoted_by": live.promoted_by,
+            "forced": bool(rec and rec.forced),
+        }
+    if pending:
+        rec = pending[-1]
+        out["candidate"] = {
+            "id": rec.id,
+            "state": rec.state,
+            "created_at": rec.created_at,
+            "reason": rec.held or ("gate failed" if rec.state == "rejected" else None),
+        }
+    return out
 
 
 def _print_status(r: dict[str, Any]) -> None:
@@ -203,6 +256,14 @@ def _print_status(r: dict[str, Any]) -> None:
         "documents", f"{r['documents']} (ok {by['ok']}, empty {by['empty']}, failed {by['failed']})"
     )
     table.add_row("chunks", str(r["chunks"]))
+    rel = r.get("releases") or {}
+    live, cand = rel.get("live"), rel.get("candidate")
+    table.add_row(
+        "live release", f"{live['id']} (promoted {live['promoted_at']})" if live else "none"
+    )
+    if cand:
+        why = f": {cand['reason']}" if cand.get("reason") else ""
+        table.add_row("candidate", f"{cand['id']} ({cand['state']}){why}")
     emb = r["embedder"]
     table.add_row(
         "embedder", f"{emb['name']} (dimension {emb['dimension']})" if emb["name"] else "-"

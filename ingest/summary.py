@@ -51,10 +51,19 @@ class IngestSummary:
     stages: dict[str, float] = field(default_factory=dict)
     #: nothing to do, decided from the snapshot without opening LanceDB (ingest/snapshot.py)
     from_snapshot: bool = False
+    #: the release this run made and what became of it (ingest/promotion.py ``Outcome``):
+    #: ``id`` (None when nothing changed), ``state``, ``promoted``, ``blocked``, ``reason``,
+    #: ``live`` (the release live after the run)
+    release: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def release_blocked(self) -> bool:
+        """The run's candidate was held by the rails or rejected by the gate."""
+        return bool(self.release.get("blocked"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +85,7 @@ class IngestSummary:
             "data_dir": self.data_dir,
             "stages": {k: round(v, 3) for k, v in self.stages.items()},
             "from_snapshot": self.from_snapshot,
+            "release": dict(self.release),
         }
 
 

@@ -130,7 +130,14 @@ class Writer:
             src = item.source
             if item.kind == "touch":
                 assert item.old is not None
-                row = DocumentRecord(**{**item.old.__dict__})
+                old = item.old
+                if (old.size, old.mtime, sorted(old.groups)) == (
+                    src.size,
+                    src.mtime,
+                    sorted(src.groups),
+                ):
+                    continue  # nothing to write (a rehash of an unchanged file)
+                row = DocumentRecord(**{**old.__dict__})
                 row.size, row.mtime = src.size, src.mtime
                 row.groups = list(src.groups)
                 touched.append(row)

@@ -23,7 +23,7 @@ from server.auth import attach_security
 from server.errors import install_error_handlers
 from server.middleware import install_middleware
 from server.prometheus import UsageCollector
-from server.routers import chat, documents, health, models, search, usage
+from server.routers import chat, documents, health, lineage, models, search, usage
 from server.state import AppState
 
 if TYPE_CHECKING:
@@ -82,7 +82,14 @@ def create_app(
     install_middleware(
         app, security, state.metrics, max_request_bytes=settings.server.max_request_bytes
     )
-    routers = (chat.router, search.router, documents.router, models.router, usage.router)
+    routers = (
+        chat.router,
+        search.router,
+        documents.router,
+        lineage.router,
+        models.router,
+        usage.router,
+    )
     for router in (*routers, health.router):
         app.include_router(router)
     if STATIC_DIR.is_dir():

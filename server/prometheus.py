@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from enclave.security.rate_limits import Limiter
+    from store.live import LiveIndex
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -95,6 +96,39 @@ class UsageCollector(Collector):
             requests.add_metric([str(row["name"])], float(row["requests"]))
         yield tokens
         yield requests
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+class ReleaseCollector(Collector):
+    """The live release, read from the server's index at scrape time:
+    ``enclave_release_info{release="r-000012"} 1`` and its promotion time."""
+
+    def __init__(self, index: LiveIndex) -> None:
+        self.index = index
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from datetime import datetime
+
+        self.index.reader()  # looks at the pointer when due
+        pointer = self.index.pointer
+        info = GaugeMetricFamily(
+            "enclave_release_info", "the release this server serves", labels=["release"]
+        )
+        promoted = GaugeMetricFamily(
+            "enclave_release_promoted_timestamp_seconds",
+            "when the live release was promoted (Unix time)",
+        )
+        if pointer is not None:
+            info.add_metric([pointer.release], 1.0)
+            try:
+                when = datetime.fromisoformat(pointer.promoted_at.replace("Z", "+00:00"))
+                promoted.add_metric([], when.timestamp())
+            except ValueError:
+                pass
+        yield info
+        yield promoted
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

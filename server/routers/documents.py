@@ -44,7 +44,9 @@ async def get_document(
 
 
 @router.delete(
-    "/v1/documents/{doc_id}", summary="Remove a document and its chunks (admin keys only)"
+    "/v1/documents/{doc_id}",
+    summary="Purge a document from the live release and every retained one (admin keys only)",
+    responses={409: {"description": "an ingest holds the index: retry when it is done"}},
 )
 async def delete_document(
     doc_id: DocIdPath, request: Request, documents: DocumentsDep, admin: AdminDep

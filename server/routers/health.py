@@ -21,7 +21,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Models loaded and index open (503 until then)")
+@router.get("/readyz", summary="Models loaded and index open (503 until then); the live release")
 async def readyz(state: StateDep) -> Response:
     services = state.services
     if services is None:
@@ -31,9 +31,13 @@ async def readyz(state: StateDep) -> Response:
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
     def index_info() -> dict[str, Any]:
+        view = services.index.reader()
+        pointer = services.index.pointer
         return {
-            "documents": services.store.count_documents(),
-            "chunks": services.store.count_chunks(),
+            "release": view.release_id,
+            "promoted_at": pointer.promoted_at if pointer is not None else None,
+            "documents": view.count_documents(),
+            "chunks": view.count_chunks(),
         }
 
     info = await run_in_threadpool(index_info)

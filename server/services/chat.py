@@ -231,7 +231,7 @@ class ChatService:
         if prepared.abstained:
             answer = self.rag.finish(prepared, "", timings={"total_s": time.monotonic() - started})
             self._report(params, answer)
-            return self.completion_body(answer)
+            return self.completion_body(answer, params.response_id)
         run = await self._start(prepared, started, deadline, disconnected)
         collected = StreamCollector(prepared.prompt_tokens)
         try:
@@ -244,7 +244,7 @@ class ChatService:
             raise
         answer = await self._finish(run, collected)
         self._report(params, answer)
-        return self.completion_body(answer)
+        return self.completion_body(answer, params.response_id)
 
     async def _finish(self, run: GenerationRun, collected: StreamCollector) -> Answer:
         """Verify and attribute the answer in the thread pool: attribution runs the embedder,
@@ -266,9 +266,9 @@ class ChatService:
             timings=timings,
         )
 
-    def completion_body(self, answer: Answer) -> dict[str, Any]:
+    def completion_body(self, answer: Answer, response_id: str | None = None) -> dict[str, Any]:
         return {
-            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+            "id": response_id or "chatcmpl-" + uuid.uuid4().hex[:24],
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model_name,
@@ -316,6 +316,7 @@ def usage_dict(usage: Usage) -> dict[str, int]:
 
 def enclave_extra(answer: Answer) -> dict[str, Any]:
     return {
+        "release": answer.release,
         "verified": answer.verified,
         "removed": answer.removed,
         "abstained": answer.abstained,
@@ -344,7 +345,7 @@ class ChatStream:
         self.run = run
         self.started = started
         self._first = first
-        self.id = "chatcmpl-" + uuid.uuid4().hex[:24]
+        self.id = self.params.response_id
         self.created = int(time.time())
         self._closed = False
         self._collected = StreamCollector(prepared.prompt_tokens)

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 class SearchService:
     """Admit the request, retrieve as the answer stage does (``rag/retrieval.py``), list the
-    hits with their cosine similarity, and say whether the question counts as covered."""
+    hits with their cosine similarity, say whether the question counts as covered, and name
+    the release searched."""
 
     def __init__(self, retriever: Retriever, admission: Admission, metrics: Metrics) -> None:
         self.retriever = retriever
@@ -50,4 +51,9 @@ class SearchService:
                     "flags": list(hit.flags),
                 }
             )
-        return {"object": "list", "results": results, "relevant": retrieval.relevant}
+        return {
+            "object": "list",
+            "results": results,
+            "relevant": retrieval.relevant,
+            "release": retrieval.release,
+        }
