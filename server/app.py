@@ -22,7 +22,7 @@ from enclave.security.services import SecurityServices
 from server.auth import attach_security
 from server.errors import install_error_handlers
 from server.middleware import install_middleware
-from server.prometheus import UsageCollector
+from server.prometheus import EstimateCollector, UsageCollector
 from server.routers import chat, documents, health, models, search, usage
 from server.state import AppState
 
@@ -54,6 +54,7 @@ def create_app(
     security = security or SecurityServices.from_settings(settings)
     state = AppState(settings, security, generator=generator, embedder=embedder, store=store)
     state.metrics.registry.register(UsageCollector(security.limiter))
+    state.metrics.registry.register(EstimateCollector(state.estimates))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -77,6 +77,10 @@ class AppState:
     def ready(self) -> bool:
         return self.services is not None
 
+    def estimates(self) -> dict[str, float] | None:
+        """Admission's current estimates (for ``/metrics``), once the models are loaded."""
+        return self.services.chat.estimates() if self.services is not None else None
+
     def start_loading(self) -> None:
         if self.services is not None or self._thread is not None:
             return
@@ -134,7 +138,9 @@ class AppState:
         retriever = Retriever(self.settings, store, embedder)
         rag = RagService(self.settings, store, embedder, generator, retriever=retriever)
         queue = GenerationQueue(
-            self.settings.server.queue_size, on_change=self.metrics.queue_depth.set
+            self.settings.server.queue_size,
+            on_change=self.metrics.queue_depth.set,
+            context_size=generator.context_size,
         )
         admission = Admission(self.security, store, generator)
         chat = ChatService(
