@@ -81,6 +81,10 @@ class AppState:
         """Admission's current estimates (for ``/metrics``), once the models are loaded."""
         return self.services.chat.estimates() if self.services is not None else None
 
+    def embedding_dimension(self) -> int | None:
+        """The loaded embedder's dimension (for the OpenAPI schema), None while loading."""
+        return self.services.embedder.dimension if self.services is not None else None
+
     def start_loading(self) -> None:
         if self.services is not None or self._thread is not None:
             return
