@@ -7,8 +7,9 @@ It is refused at once (429 ``queue_full`` with ``Retry-After``) when either
 - ``queue_size`` admitted requests already wait behind the running one (the hard cap), or
 - it is expected to miss its deadline: the work ahead of it (the running generation's
   expected remaining time plus the expected hold of every admitted request) plus its own
-  expected hold is more than ``1 - HEADROOM`` of the time left before its deadline. The
-  estimates come from :class:`server.hold_estimate.HoldEstimator`.
+  expected hold, with a margin of ``Z`` standard deviations on the total, is more than
+  ``1 - HEADROOM`` of the time left before its deadline. The estimates come from
+  :class:`server.hold_estimate.HoldEstimator`.
 
 A request that finds nothing admitted ahead of it is always admitted: no wait can be shorter.
 ``Retry-After`` is the number of seconds until a request like the refused one is expected to
@@ -33,7 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from enclave.errors import EnclaveError, GenerationTimeoutError, QueueFullError
-from server.hold_estimate import GenerationSample, HoldEstimator
+from server.hold_estimate import GenerationSample, Hold, HoldEstimator
 
 #: how often a queued request checks its deadline and its client
 POLL_S = 0.1
@@ -110,24 +111,22 @@ class GenerationQueue:
         if self._on_change is not None:
             self._on_change(self.waiting)
 
-    def expected_hold_s(self, ticket: Ticket) -> float:
-        return self.estimator.hold_s(ticket.prompt_tokens, ticket.max_tokens)
+    def expected_hold(self, ticket: Ticket) -> Hold:
+        return self.estimator.hold(ticket.prompt_tokens, ticket.max_tokens)
 
-    def _remaining_s(self, ticket: Ticket, now: float) -> float:
-        hold = self.expected_hold_s(ticket)
-        if ticket.started is None:
-            return hold
-        return max(0.0, hold - (now - ticket.started))
+    def _remaining(self, ticket: Ticket, now: float) -> Hold:
+        hold = self.expected_hold(ticket)
+        return hold if ticket.started is None else hold.remaining(now - ticket.started)
 
-    def _finish_times(self, now: float) -> list[float]:
-        """When each admitted request is expected to be done, in the order they will run."""
+    def _ahead(self, now: float) -> list[Hold]:
+        """What each admitted request still holds, in the order they will run."""
         ordered = sorted(self._tickets, key=lambda t: (t.started is None, t.seq))
-        return list(itertools.accumulate(self._remaining_s(t, now) for t in ordered))
+        return [self._remaining(t, now) for t in ordered]
 
     def expected_wait_s(self, now: float | None = None) -> float:
-        """Work ahead of a request arriving now (seconds until the model would be its)."""
-        finish = self._finish_times(time.monotonic() if now is None else now)
-        return finish[-1] if finish else 0.0
+        """Mean work ahead of a request arriving now (seconds until the model would be its)."""
+        ahead = self._ahead(time.monotonic() if now is None else now)
+        return sum(h.mean for h in ahead)
 
     # ------------------------------------------------------------------ admission
     def admit(self, *, max_tokens: int, deadline: float, now: float | None = None) -> Ticket:
@@ -142,16 +141,18 @@ class GenerationQueue:
         return ticket
 
     def _check(self, ticket: Ticket, now: float) -> None:
-        finish = self._finish_times(now)
-        ahead = finish[-1]
-        own = self.expected_hold_s(ticket)
+        holds = self._ahead(now)
+        ahead = sum(holds, Hold(0.0, 0.0))
+        own = self.expected_hold(ticket)
+        total = ahead + own
         budget = (ticket.deadline - now) * (1.0 - HEADROOM)
         # the cap: queue_size may wait behind the running one
         over = len(self._tickets) - self.queue_size
-        cap_wait = finish[over - 1] if over > 0 else 0.0
-        fit_wait = max(0.0, ahead - max(0.0, budget - own))
-        if over <= 0 and ahead + own <= budget:
+        if over <= 0 and total.bound <= budget:
             return
+        cap_wait = sum(h.mean for h in holds[:over]) if over > 0 else 0.0
+        # until the work ahead leaves room for it, or at the latest until the model is idle
+        fit_wait = max(0.0, min(total.bound - budget, ahead.mean))
         retry_after = max(1, math.ceil(max(cap_wait, fit_wait)))
         waiting = len(self._tickets) - (1 if self._running is not None else 0)
         if over > 0:
@@ -162,9 +163,9 @@ class GenerationQueue:
             )
         raise DeadlineRefusal(
             f"the server is busy: the model is expected to be free for this request in "
-            f"{ahead:.0f} s and its answer to take {own:.0f} s more, past its deadline of "
-            f"{ticket.deadline - now:.0f} s (server.request_timeout_s); retry in "
-            f"{retry_after} s",
+            f"{ahead.mean:.0f} s and its answer to take {own.mean:.0f} s more, too close to "
+            f"its deadline of {ticket.deadline - now:.0f} s (server.request_timeout_s); retry "
+            f"in {retry_after} s",
             retry_after=retry_after,
         )
 

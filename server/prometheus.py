@@ -104,20 +104,20 @@ class UsageCollector(Collector):
 ESTIMATE_GAUGES = {
     "wait_s": (
         "enclave_expected_wait_seconds",
-        "expected wait of a chat request arriving now: the running generation's remaining "
-        "time plus the expected hold of every admitted request",
+        "expected (mean) wait of a chat request arriving now: the running generation's "
+        "remaining time plus the expected hold of every admitted request",
     ),
     "hold_s": (
         "enclave_expected_hold_seconds",
-        "expected time one generation with the default max_tokens holds the model",
+        "expected (mean) time one generation with the default max_tokens holds the model",
     ),
     "prefill_s_per_token": (
         "enclave_expected_prefill_seconds_per_token",
-        "prompt seconds per token admission expects (90th percentile of recent generations)",
+        "prompt seconds per token admission expects (mean of recent generations)",
     ),
     "decode_s_per_token": (
         "enclave_expected_decode_seconds_per_token",
-        "seconds per generated token admission expects (90th percentile of recent generations)",
+        "seconds per generated token admission expects (mean of recent generations)",
     ),
     "admitted": (
         "enclave_admitted_requests",

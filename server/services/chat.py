@@ -275,7 +275,7 @@ class ChatService:
         prompt = estimator.prompt_tokens(budget, self.queue.context_size)
         return {
             "wait_s": self.queue.expected_wait_s(),
-            "hold_s": estimator.hold_s(prompt, budget),
+            "hold_s": estimator.hold(prompt, budget).mean,
             "prefill_s_per_token": estimator.prefill_s_per_token,
             "decode_s_per_token": estimator.decode_s_per_token,
             "admitted": float(self.queue.admitted),
