@@ -149,6 +149,17 @@ def wait_idle(base: str) -> None:
         time.sleep(0.2)
 
 
+def refusals(base: str) -> dict[str, float]:
+    """``enclave_rejected_total`` by cause, so far."""
+    text = httpx.get(base + "/metrics", timeout=30).text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("enclave_rejected_total{"):
+            name, value = line.split()
+            out[name.split('"')[1]] = float(value)
+    return out
+
+
 def estimates(base: str) -> dict[str, float]:
     text = httpx.get(base + "/metrics", timeout=30).text
     out = {}
@@ -165,12 +176,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30.0, help="server.request_timeout_s")
     parser.add_argument("--queue-size", type=int, default=8, help="server.queue_size")
     parser.add_argument("--max-tokens", type=int, default=64, help="max_tokens of each request")
-    parser.add_argument("--warmup", type=int, default=3, help="sequential requests first")
+    parser.add_argument("--warmup", type=int, default=5, help="sequential requests first")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
 
     from models.embedder import load_embedder
     from models.generator import load_generator
+    from rag.prompt import SYSTEM_PROMPT
     from server.app import create_app
     from store.db import Store
 
@@ -181,6 +193,7 @@ def main() -> None:
     server = {"request_timeout_s": args.timeout, "queue_size": args.queue_size}
     settings = settings.model_copy(update={"server": settings.server.model_copy(update=server)})
     generator = load_generator(settings.generator)
+    generator.warmup(SYSTEM_PROMPT)  # as `enclave serve` does: the system prompt is cached
     app = create_app(
         settings, generator=generator, embedder=embedder, store=Store(settings.lance_dir)
     )
@@ -198,7 +211,12 @@ def main() -> None:
         print("estimates", report["estimates_before"], flush=True)
         for clients in (int(x) for x in args.bursts.split(",")):
             wait_idle(live.base)
+            before = refusals(live.base)
             report[f"burst_{clients}"] = burst(live.base, clients, args.max_tokens)
+            after = refusals(live.base)
+            report[f"burst_{clients}"]["refused_by"] = {
+                cause: int(n - before.get(cause, 0)) for cause, n in after.items()
+            }
             print(f"burst {clients}", report[f"burst_{clients}"], flush=True)
         report["estimates_after"] = estimates(live.base)
     generator.close()
