@@ -202,6 +202,43 @@ class ReleaseSettings(_Section):
     )
 
 
+class IndexSettings(_Section):
+    """The vector index of the chunks table (store/ann.py, docs/architecture.md)."""
+
+    ann_min_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="chunks from which an ANN vector index is built; below, vector search is "
+        "an exact scan of the vectors held in memory",
+    )
+    kind: Literal["ivf_hnsw_sq", "ivf_pq"] = Field(
+        default="ivf_hnsw_sq", description="ANN index type (LanceDB IVF_HNSW_SQ or IVF_PQ)"
+    )
+    ef: int = Field(default=400, ge=1, description="HNSW candidates kept per query (recall)")
+    nprobes: int = Field(default=20, ge=1, description="IVF partitions searched per query")
+    refine_factor: int = Field(
+        default=50, ge=1, description="ivf_pq: candidates re-ranked exactly, as a multiple of k"
+    )
+    retrain_share: float = Field(
+        default=0.1,
+        gt=0.0,
+        le=1.0,
+        description="the vector index is rebuilt once this share of the chunks was added "
+        "after its build (they are searched exactly meanwhile)",
+    )
+    filtered_exact_rows: int = Field(
+        default=20_000,
+        ge=0,
+        description="a prefilter (ACL groups, path, documents) matching at most this many "
+        "chunks is searched exactly over those chunks, not through the ANN index",
+    )
+    background: bool = Field(
+        default=True,
+        description="build the vector index after an ingest run in a background process "
+        "(`enclave index optimize`); false = inside the run, before its release is recorded",
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration of one Enclave process."""
 
@@ -220,6 +257,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
 
     _toml_file: str | None = None
 

@@ -25,12 +25,14 @@ _HOOKS: dict[str, ReleaseHooks | None] = {"hooks": None}
 
 
 def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
+    from ingest.index_cli import register as register_index
     from ingest.release_cli import register as register_releases
 
     _HOOKS["hooks"] = hooks
     app.command("ingest")(ingest_command)
     app.command("status")(status_command)
     register_releases(app, hooks)
+    register_index(app)
 
 
 def ingest_command(

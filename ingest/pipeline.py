@@ -21,8 +21,10 @@ A run, in order:
 4. failed rows for the files the walk could not read, then producer, embedder and writer
    until every decided file is counted, then ``prune``;
 5. new groups for unchanged documents (ingest/groups.py), the index optimised when something
-   was written, then the release step (ingest/promotion.py): when anything changed, the
-   head's versions become a candidate release, promoted at once under
+   was written (fragments, the full-text and scalar indexes, and the vector index when one
+   is due and ``index.background`` is off: store/ann.py), then the release step
+   (ingest/promotion.py): when anything changed, the head's versions become a candidate
+   release, promoted at once under
    ``release.auto_promote`` if the rails and the gate pass; finally the snapshot for the next
    run and ``last-ingest.json`` (ingest/summary.py).
 
@@ -39,6 +41,11 @@ for the parsers), ``clean_s``, ``chunk_s``, ``embed_s``, ``write_s``, ``setup_s`
 store/maintain.py), ``embedder_load_s``, ``release_s`` (the release bookkeeping: preparing
 the head, recording, rails, promotion, retention), ``prune_s`` (removing the versions
 retention dropped) and ``gate_s`` (the gate's evaluation, when one ran).
+
+When the vector index is due (the table reached ``index.ann_min_rows``, or too many chunks
+were added since its build) and ``index.background`` is on, the run starts
+``enclave index optimize`` in its own process after releasing the writer lock: the index is
+built without blocking writers or queries and goes live as a release of its own.
 
 The embedder is loaded only when some document needs embedding: a run over an unchanged
 corpus never imports torch.
@@ -138,8 +145,15 @@ class _Run:
         if self.readers.may_regroup:
             self.writer.regroup(walked.decisions)
         if self.writer.wrote or prepared.restored_from:
+            from store.ann import AnnTuning
+
             tws = time.perf_counter()
-            self.store.compact()
+            done = self.store.compact(AnnTuning.from_settings(self.settings.index))
+            self.summary.index = {
+                k: v
+                for k, v in done.items()
+                if k in ("scalar_built", "vector_due", "vector_build_s")
+            }
             self.stages["optimize_s"] = time.perf_counter() - tws
         self.stages["embedder_load_s"] = self.lazy.load_seconds
         self.summary.stages = self.stages
@@ -233,4 +247,10 @@ def ingest_paths(
             progress=progress,
             hooks=hooks,
         )
-        return run.run()
+        summary = run.run()
+    if summary.index.get("vector_due") and settings.index.background:
+        from store.ann import start_background_build
+
+        # the vector index builds after the run, outside the writer lock (store/ann.py)
+        summary.index["background_build_pid"] = start_background_build(settings)
+    return summary

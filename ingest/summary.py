@@ -55,6 +55,9 @@ class IngestSummary:
     #: ``id`` (None when nothing changed), ``state``, ``promoted``, ``blocked``, ``reason``,
     #: ``live`` (the release live after the run)
     release: dict[str, Any] = field(default_factory=dict)
+    #: index upkeep (store/ann.py): ``scalar_built``, ``vector_due`` (a build the run left to
+    #: the background), ``vector_build_s`` (one it ran itself), ``background_build_pid``
+    index: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +89,7 @@ class IngestSummary:
             "stages": {k: round(v, 3) for k, v in self.stages.items()},
             "from_snapshot": self.from_snapshot,
             "release": dict(self.release),
+            "index": dict(self.index),
         }
 
 

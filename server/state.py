@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from enclave.settings import Settings
     from models.embedder import Embedder
     from models.generator import Generator
+    from store.ann import AnnTuning
     from store.db import Store
 
 log = logging.getLogger("enclave.server")
@@ -72,7 +73,9 @@ class AppState:
         self.security = security
         self._generator = generator
         self._embedder = embedder
-        self._index: LiveIndex | None = None if store is None else LiveIndex(store.path)
+        self._index: LiveIndex | None = (
+            None if store is None else LiveIndex(store.path, tuning=_tuning(settings))
+        )
         self._owned: list[Generator] = []
         self.services: Services | None = None
         self.error: str | None = None
@@ -110,7 +113,7 @@ class AppState:
         started = time.monotonic()
         try:
             if self._index is None:
-                self._index = LiveIndex(self.settings.lance_dir)
+                self._index = LiveIndex(self.settings.lance_dir, tuning=_tuning(self.settings))
             if self._embedder is None:
                 from models.embedder import load_embedder
 
@@ -187,3 +190,9 @@ class AppState:
             except Exception:  # pragma: no cover - shutdown best effort
                 log.exception("closing the generator")
         self._owned.clear()
+
+
+def _tuning(settings: Settings) -> AnnTuning:
+    from store.ann import AnnTuning
+
+    return AnnTuning.from_settings(settings.index)

@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -51,6 +51,9 @@ from store.schema import (
     sql_str,
 )
 
+if TYPE_CHECKING:
+    from store.ann import AnnTuning
+
 DOCUMENTS = "documents"
 CHUNKS = "chunks"
 TABLES = (DOCUMENTS, CHUNKS)
@@ -68,10 +71,19 @@ class Store(TableReader):
     """The head of the Enclave index at ``<data_dir>/lancedb``. Safe to share between
     threads; one writer process at a time (store/lock.py)."""
 
-    def __init__(self, lance_dir: Path | str, *, read_consistency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        lance_dir: Path | str,
+        *,
+        read_consistency_s: float = 0.0,
+        tuning: AnnTuning | None = None,
+    ) -> None:
         import lancedb
 
+        from store.ann import DEFAULT_TUNING
+
         self.path = Path(lance_dir)
+        self.tuning = tuning or DEFAULT_TUNING
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = lancedb.connect(
             str(self.path), read_consistency_interval=timedelta(seconds=read_consistency_s)
@@ -277,22 +289,22 @@ class Store(TableReader):
             orphans = sorted(present - known)
             return self._delete_chunks(orphans)
 
-    def optimize(self) -> dict[str, int]:
+    def optimize(self, tuning: AnnTuning | None = None) -> dict[str, Any]:
         """:meth:`compact`, then :meth:`prune`. Only the writer calls it."""
-        out = self.compact()
+        out = self.compact(tuning)
         self.prune()
         return out
 
-    def compact(self) -> dict[str, int]:
+    def compact(self, tuning: AnnTuning | None = None) -> dict[str, Any]:
         """Rewrite mostly-deleted fragments (and merge small ones when there are many) and
-        keep the full-text index up to date, rewriting nothing releases share that does not
-        need it (store/maintain.py)."""
+        keep the full-text, scalar and vector indexes up to date, rewriting nothing releases
+        share that does not need it (store/maintain.py, store/ann.py)."""
         from store.maintain import compact
         from store.registry import Registry
 
         with self._lock:
             self.documents_table()
-            return compact(self, Registry.at(self.path))
+            return compact(self, Registry.at(self.path), tuning or self.tuning)
 
     def prune(self) -> None:
         """Remove every version older than the oldest tagged one, and the files only they

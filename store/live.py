@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from store.ann import DEFAULT_TUNING, AnnTuning
 from store.reader import TableReader
 from store.records import read_index_meta
 from store.registry import LivePointer, Registry
@@ -35,10 +36,13 @@ CHECK_S = 0.5
 class LiveIndex:
     """The live release of the index at ``lance_dir``, for a server's requests."""
 
-    def __init__(self, lance_dir: Path | str, *, check_s: float = CHECK_S) -> None:
+    def __init__(
+        self, lance_dir: Path | str, *, check_s: float = CHECK_S, tuning: AnnTuning = DEFAULT_TUNING
+    ) -> None:
         import lancedb
 
         self.path = Path(lance_dir)
+        self.tuning = tuning
         self.path.mkdir(parents=True, exist_ok=True)
         self.check_s = check_s
         self.registry = Registry.at(self.path)
@@ -103,7 +107,10 @@ class LiveIndex:
             if pointer is None:
                 return
             try:
-                view = IndexView(self._db, self.path, pointer.versions, pointer.release)
+                view = IndexView(
+                    self._db, self.path, pointer.versions, pointer.release, self.tuning
+                )
+                view.vector_searcher()  # counts and index list read now, not by a request
             except Exception as exc:  # versions not readable (yet): keep serving the old one
                 log.warning("cannot open release %s: %s", pointer.release, exc)
                 return

@@ -17,11 +17,15 @@ keeps its files itself:
 * :func:`refresh_fts` keeps the full-text index: built when missing, rebuilt when the rows
   it does not cover pass ``rebuild_share`` of the table (LanceDB searches uncovered rows by a
   flat scan meanwhile, so results stay complete).
+* the scalar indexes of the filter columns and the vector index (store/ann.py
+  :func:`~store.ann.upkeep`), in the same step.
 * :func:`prune` removes every version older than the oldest tagged one: the head is tagged,
   every row of the latest version is deleted (a commit that drops whole fragments and writes
   nothing), ``optimize()`` runs on that empty version (nothing to compact or index, only the
   cleanup), and the head is restored. A marker file (``_enclave/prune.json``) names the head
   meanwhile; a writer killed half way has it restored by the next one (:func:`recover`).
+  While a vector index build runs (store/ann.py, outside the writer lock) no cleanup runs:
+  its files belong to no version until it commits.
 
 Only the writer runs these (holding the writer lock, store/lock.py).
 """
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from store.ann import AnnTuning
     from store.db import Store
     from store.registry import Registry
 
@@ -131,8 +136,11 @@ def refresh_fts(table: Any, rebuild_share: float = FTS_REBUILD_SHARE) -> bool:
 def prune(store: Store, registry: Registry) -> None:
     """Remove every version older than the oldest tagged one, compacting nothing (module
     docstring)."""
+    from store.ann import BuildLock
     from store.db import prune_age
 
+    if BuildLock.held(store.path):
+        return  # a vector index build writes files no version names yet: clean up next time
     head = store.head_versions()
     store.tag(HEAD_TAG, head)
     registry.files.write(PRUNE_FILE, json.dumps({"head": head}).encode())
@@ -166,12 +174,18 @@ def recover(store: Store, registry: Registry) -> bool:
     return True
 
 
-def compact(store: Store, registry: Registry) -> dict[str, int]:
-    """Tidy both tables and keep the full-text index (module docstring)."""
+def compact(store: Store, registry: Registry, tuning: AnnTuning | None = None) -> dict[str, Any]:
+    """Tidy both tables, keep the full-text index and the other indexes (store/ann.py
+    :func:`~store.ann.upkeep`; module docstring)."""
+    from store.ann import DEFAULT_TUNING, upkeep
+
     recover(store, registry)
     rewritten = 0
     for table in store.existing_tables():
         rewritten += tidy_table(table)
     chunks = store.chunks_table()
     rebuilt = int(chunks is not None and refresh_fts(chunks))
-    return {"fragments_rewritten": rewritten, "fts_rebuilt": rebuilt}
+    out: dict[str, Any] = {"fragments_rewritten": rewritten, "fts_rebuilt": rebuilt}
+    if chunks is not None and int(chunks.count_rows()) > 0:
+        out.update(upkeep(chunks, tuning or DEFAULT_TUNING))
+    return out

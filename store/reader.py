@@ -15,12 +15,14 @@ the release live at that moment.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from store.ann import DEFAULT_TUNING, AnnTuning, VectorSearch
 from store.exact import ExactVectorIndex
 from store.records import Candidate, DocumentRecord, SearchFilters
 from store.schema import HEX_ID, HIT_COLUMNS, build_filter, sql_str
@@ -40,6 +42,11 @@ class TableReader:
 
     #: the release this reader shows (None: the writer's head, or an index without releases)
     release_id: str | None = None
+    #: the ``index`` settings vector search follows (store/ann.py)
+    tuning: AnnTuning = DEFAULT_TUNING
+    _search: VectorSearch | None = None
+    _search_key: tuple[int, int] | None = None
+    _search_lock = threading.Lock()
 
     def _documents(self) -> Any | None:
         raise NotImplementedError
@@ -140,22 +147,28 @@ class TableReader:
     def vector_search(
         self, vector: npt.NDArray[np.float32], limit: int, filters: SearchFilters | None = None
     ) -> list[Candidate]:
-        """The ``limit`` chunks closest to ``vector`` by cosine, each with its similarity."""
+        """The ``limit`` chunks closest to ``vector`` by cosine, each with its similarity,
+        among those ``filters`` allow (a prefilter: the full ``limit`` whenever that many
+        match). The path (exact in memory, ANN index, flat scan) is store/ann.py's."""
+        searcher = self.vector_searcher()
+        if searcher is None:
+            return []
+        return searcher.search(vector, limit, build_filter(filters))
+
+    def vector_searcher(self) -> VectorSearch | None:
+        """The :class:`VectorSearch` of the chunks table as this reader sees it now."""
         table = self._chunks()
         if table is None:
-            return []
-        q = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
-        q = q.distance_type("cosine")
-        where = build_filter(filters)
-        if where:
-            q = q.where(where, prefilter=True)
-        rows = q.select([*HIT_COLUMNS, "_distance"]).limit(limit).to_arrow().to_pylist()
-        return [
-            Candidate.from_row(r, similarity=1.0 - float(r["_distance"]))
-            if r.get("_distance") is not None
-            else Candidate.from_row(r)
-            for r in rows
-        ]
+            return None
+        key = (id(table), int(table.version))
+        searcher = self._search
+        if searcher is not None and self._search_key == key:
+            return searcher
+        with self._search_lock:
+            if self._search is None or self._search_key != key:
+                self._search = VectorSearch(table, self.tuning)
+                self._search_key = key
+            return self._search
 
     def text_search(
         self, text: str, limit: int, filters: SearchFilters | None = None

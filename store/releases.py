@@ -181,6 +181,28 @@ class Releases:
         self.registry.set_head(HeadState(release=rec.id))
         return rec
 
+    def record_index_release(
+        self, base: ReleaseRecord, versions: dict[str, int | None]
+    ) -> ReleaseRecord:
+        """A release with ``base``'s rows at ``versions``, where only an index build happened
+        since (store/ann.py): no gate to run, its counts are ``base``'s."""
+        rec = ReleaseRecord(id=self.registry.next_id(), versions=versions, parent=base.id)
+        rec.counts = dict(base.counts)
+        rec.ingest = {"index_build": True, "same_rows_as": base.id}
+        rec.note("vector index built", same_rows_as=base.id)
+        self.store.tag(rec.id, versions)
+        self.registry.save(rec)
+        self.registry.set_head(HeadState(release=rec.id))
+        return rec
+
+    def move_candidate(self, rec: ReleaseRecord, versions: dict[str, int | None]) -> None:
+        """A pending candidate's rows gained an index (store/ann.py): its tags move to
+        ``versions``."""
+        rec.versions = versions
+        rec.note("vector index built")
+        self.store.tag(rec.id, versions)
+        self.registry.save(rec)
+
     def hold(self, rec: ReleaseRecord, reason: str) -> None:
         """The candidate waits: it is not promoted automatically, and the next run does not
         build on it."""

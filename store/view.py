@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from store.ann import DEFAULT_TUNING, AnnTuning
 from store.reader import TableReader
 from store.records import read_index_meta
 
@@ -31,8 +32,10 @@ class IndexView(TableReader):
         lance_dir: Path | str,
         versions: Mapping[str, int | None],
         release_id: str | None,
+        tuning: AnnTuning = DEFAULT_TUNING,
     ) -> None:
         self.path = Path(lance_dir)
+        self.tuning = tuning
         self.release_id = release_id
         self.versions: dict[str, int | None] = {
             DOCUMENTS: versions.get(DOCUMENTS),

@@ -1,0 +1,494 @@
+"""The chunks table's indexes: the ANN vector index, the scalar indexes of the filter columns,
+and how vector search picks its path.
+
+**Search paths** (:class:`VectorSearch`, one per reader and table version):
+
+* below ``index.ann_min_rows`` chunks and without a vector index: an exact scan of every
+  vector held in memory (one matrix product, ~7 ms per 100k chunks, where LanceDB's own flat
+  scan takes ~140 ms). The matrix is loaded once per release view; a prefilter selects its
+  rows through the scalar indexes;
+* with a vector index (IVF_HNSW_SQ by default, or IVF_PQ with an exact re-rank): the index,
+  plus LanceDB's flat scan of the rows added after the build (they are always found);
+* a prefilter (ACL groups, path prefix, document ids) is applied *before* ranking. When it
+  matches at most ``index.filtered_exact_rows`` chunks, those chunks are ranked exactly
+  (found through the scalar indexes, no ANN): a key that can read 1% of the index still gets
+  its full top_k. A larger filtered set goes through the ANN index with the filter as a
+  prefilter, and should the index return fewer than k rows, an exact ranking of the filtered
+  rows replaces its answer;
+* a table past the threshold without a vector index (a release from before the build, a
+  rollback target) is searched by LanceDB's flat scan: slower, exact.
+
+**Lifecycle** (:func:`upkeep` inside an ingest run, :func:`optimize` for
+``enclave index optimize`` and the background build an ingest run starts):
+
+* scalar indexes (BTREE on ``doc_id`` and ``source``, LABEL_LIST on ``groups``) are built
+  when missing and rebuilt when the rows added since pass ``index.retrain_share`` (seconds at a
+  million chunks), inside the ingest run, so every candidate release carries them;
+* the vector index is built once the table reaches ``index.ann_min_rows`` and rebuilt when
+  the rows added since its build pass ``index.retrain_share`` (LanceDB 0.40's Python API has
+  no incremental index update without compacting the table, which Enclave avoids: see
+  store/maintain.py). With ``index.background`` (the default) the build runs after the
+  ingest run in its own process and never holds the writer lock while it builds: it builds
+  on the head, then takes the lock for a moment to publish (:func:`optimize`).
+
+Index builds and releases: a build is a new version of the chunks table, and a release is
+pinned to its versions, so an index only reaches readers through a release. When the head
+held exactly the live release's rows while the index was built (nothing written meanwhile),
+:func:`optimize` records a new release (same rows, same documents version, now indexed) and
+promotes it under ``release.auto_promote``: the server switches to it like to any release.
+When the head held a pending candidate, the candidate is moved to the indexed version. When
+the head changed meanwhile, the index stays in the head and the next candidate carries it.
+Rolling back to a release without the index serves it by the flat or exact paths above.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from store.records import Candidate
+from store.registry import REGISTRY_DIR
+from store.schema import HIT_COLUMNS
+
+if TYPE_CHECKING:
+    from enclave.settings import IndexSettings, Settings
+
+log = logging.getLogger(__name__)
+
+VECTOR_INDEX = "vector_idx"
+#: column -> (index name, LanceDB index type)
+SCALAR_INDEXES = {
+    "doc_id": ("doc_id_idx", "btree"),
+    "source": ("source_idx", "btree"),
+    "groups": ("groups_idx", "label_list"),
+}
+BUILD_LOCK = "index-build.lock"
+#: what vector search returns of a row: its similarity stands for its vector
+ROW_COLUMNS = [c for c in HIT_COLUMNS if c != "vector"]
+
+
+@dataclass(frozen=True)
+class AnnTuning:
+    """The ``index`` settings the search and build paths need (store/ knows no Settings)."""
+
+    ann_min_rows: int = 50_000
+    kind: str = "ivf_hnsw_sq"
+    ef: int = 400
+    nprobes: int = 20
+    refine_factor: int = 50
+    retrain_share: float = 0.1
+    filtered_exact_rows: int = 20_000
+    background: bool = True
+
+    @classmethod
+    def from_settings(cls, s: IndexSettings) -> AnnTuning:
+        return cls(
+            ann_min_rows=s.ann_min_rows,
+            kind=s.kind,
+            ef=s.ef,
+            nprobes=s.nprobes,
+            refine_factor=s.refine_factor,
+            retrain_share=s.retrain_share,
+            filtered_exact_rows=s.filtered_exact_rows,
+            background=s.background,
+        )
+
+
+DEFAULT_TUNING = AnnTuning()
+
+
+# ----------------------------------------------------------------------------- state
+def index_named(table: Any, name: str) -> Any | None:
+    return next((i for i in table.list_indices() if getattr(i, "name", "") == name), None)
+
+
+def unindexed_rows(table: Any, name: str) -> int | None:
+    """Rows the index ``name`` does not cover (None: no such index)."""
+    if index_named(table, name) is None:
+        return None
+    stats = table.index_stats(name)
+    return int(getattr(stats, "num_unindexed_rows", 0) or 0)
+
+
+def vector_index_due(table: Any, tuning: AnnTuning) -> str | None:
+    """``"build"`` (past the threshold without an index), ``"retrain"`` (too many rows
+    added since the build) or None."""
+    total = int(table.count_rows())
+    if total < tuning.ann_min_rows:
+        return None
+    left = unindexed_rows(table, VECTOR_INDEX)
+    if left is None:
+        return "build"
+    return "retrain" if left > tuning.retrain_share * total else None
+
+
+def index_status(table: Any | None, tuning: AnnTuning) -> dict[str, Any]:
+    """What ``enclave index status`` shows for one table version."""
+    if table is None:
+        return {"chunks": 0, "indexes": {}, "vector_index_due": None}
+    out: dict[str, Any] = {"chunks": int(table.count_rows()), "version": int(table.version)}
+    indexes: dict[str, Any] = {}
+    for idx in table.list_indices():
+        stats = table.index_stats(idx.name)
+        indexes[idx.name] = {
+            "type": str(getattr(stats, "index_type", idx.index_type)),
+            "columns": list(idx.columns),
+            "indexed": int(getattr(stats, "num_indexed_rows", 0) or 0),
+            "unindexed": int(getattr(stats, "num_unindexed_rows", 0) or 0),
+        }
+    out["indexes"] = indexes
+    out["vector_index_due"] = vector_index_due(table, tuning)
+    return out
+
+
+# ----------------------------------------------------------------------------- builds
+def build_vector_index(table: Any, tuning: AnnTuning) -> float:
+    """Build (or rebuild) the vector index of ``table``'s latest version: one commit.
+    Returns the seconds it took."""
+    from lancedb.index import HnswSq, IvfPq
+
+    started = time.perf_counter()
+    config: Any
+    if tuning.kind == "ivf_pq":
+        dim = int(table.schema.field("vector").type.list_size)
+        sub = next((s for s in (dim // 8, dim // 4, dim // 2, 1) if s and dim % s == 0), 1)
+        config = IvfPq(distance_type="cosine", num_sub_vectors=sub)
+    else:
+        config = HnswSq(distance_type="cosine")
+    table.create_index("vector", config=config, name=VECTOR_INDEX, replace=True)
+    return time.perf_counter() - started
+
+
+def refresh_scalar_indexes(table: Any, retrain_share: float) -> list[str]:
+    """Build the filter columns' indexes when missing, rebuild them once the rows they do not
+    cover pass ``retrain_share``; returns the names (re)built."""
+    from lancedb.index import BTree, LabelList
+
+    total = int(table.count_rows())
+    if total == 0:
+        return []
+    built: list[str] = []
+    for column, (name, kind) in SCALAR_INDEXES.items():
+        left = unindexed_rows(table, name)
+        if left is not None and left <= retrain_share * total:
+            continue
+        config = LabelList() if kind == "label_list" else BTree()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            table.create_index(column, config=config, name=name, replace=True)
+        built.append(name)
+    return built
+
+
+def upkeep(table: Any, tuning: AnnTuning) -> dict[str, Any]:
+    """The index upkeep inside an ingest run (holding the writer lock, before the candidate is
+    recorded): scalar indexes always; the vector index too unless ``tuning.background``
+    (then :func:`vector_index_due` tells the run to start :func:`optimize` after it)."""
+    out: dict[str, Any] = {"scalar_built": refresh_scalar_indexes(table, tuning.retrain_share)}
+    due = vector_index_due(table, tuning)
+    out["vector_due"] = due
+    if due and not tuning.background:
+        out["vector_build_s"] = round(build_vector_index(table, tuning), 3)
+        out["vector_due"] = None
+    return out
+
+
+class BuildLock:
+    """One vector index build at a time per index (``_enclave/index-build.lock``); a cleanup
+    (store/maintain.py ``prune``) leaves files alone while a build holds it."""
+
+    def __init__(self, lance_dir: Path | str) -> None:
+        self.path = Path(lance_dir) / REGISTRY_DIR / BUILD_LOCK
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def held(lance_dir: Path | str) -> bool:
+        """Whether a build (of any process) holds the lock now."""
+        probe = BuildLock(lance_dir)
+        if not probe.path.exists():
+            return False
+        if probe.try_acquire():
+            probe.release()
+            return False
+        return True
+
+
+def _with_writer_lock(lance_dir: Path, what: str, wait_s: float) -> Any:
+    """The writer lock, waiting up to ``wait_s`` for another writer to finish."""
+    from store.lock import WriterBusyError, WriterLock
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        lock = WriterLock(lance_dir, what)
+        try:
+            lock.acquire()
+            return lock
+        except WriterBusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
+def optimize(
+    settings: Settings, *, force: bool = False, lock_wait_s: float = 600.0
+) -> dict[str, Any]:
+    """``enclave index optimize``: build the vector index on the head when due (``force``:
+    whatever the counts say), holding the writer lock only to look and to publish, never
+    while it builds; then publish it through a release (module docstring)."""
+    from store.db import CHUNKS, Store
+    from store.maintain import recover
+    from store.registry import CANDIDATE, HeadState
+    from store.releases import Releases
+
+    lance_dir = settings.lance_dir
+    tuning = AnnTuning.from_settings(settings.index)
+    build_lock = BuildLock(lance_dir)
+    if not build_lock.try_acquire():
+        return {"built": False, "reason": "another index build is running"}
+    try:
+        lock = _with_writer_lock(lance_dir, "enclave index optimize (looking)", lock_wait_s)
+        try:
+            store = Store(lance_dir)
+            rels = Releases(store)
+            recover(store, rels.registry)
+            table = store.chunks_table()
+            head0 = rels.registry.head()
+            due = None if table is None else vector_index_due(table, tuning)
+            if table is None or (due is None and not force):
+                return {"built": False, "reason": "not due", "due": due}
+            if head0.dirty:
+                return {"built": False, "reason": "the head holds an unfinished ingest run"}
+            before = int(table.version)
+        finally:
+            lock.release()
+        # the build itself: no writer lock (writers may run; LanceDB merges the commits)
+        seconds = build_vector_index(table, tuning)
+        out: dict[str, Any] = {"built": True, "reason": due or "forced", "build_s": seconds}
+        lock = _with_writer_lock(lance_dir, "enclave index optimize (publishing)", lock_wait_s)
+        try:
+            store = Store(lance_dir)
+            rels = Releases(store)
+            head1 = rels.registry.head()
+            versions = store.head_versions()
+            same = head1 == head0 and not head1.dirty and versions.get(CHUNKS) == before + 1
+            out["published"] = None
+            if not same or head0.release is None:
+                out["note"] = "the head changed meanwhile: the next release carries the index"
+                return out
+            rec = rels.registry.find(head0.release)
+            live = rels.registry.live()
+            if rec is None:
+                return out
+            if live is not None and rec.id == live.release:
+                new = rels.record_index_release(rec, versions)
+                if settings.release.auto_promote:
+                    rels.promote(new, by="enclave index optimize", keep=settings.release.keep)
+                out["published"] = new.id
+                out["live"] = settings.release.auto_promote
+            elif rec.state == CANDIDATE and not rec.held:
+                rels.move_candidate(rec, versions)
+                rels.registry.set_head(HeadState(release=rec.id))
+                out["published"] = rec.id
+                out["live"] = False
+            return out
+        finally:
+            lock.release()
+    finally:
+        build_lock.release()
+
+
+def start_background_build(settings: Settings) -> int | None:
+    """Start ``enclave index optimize`` in its own process (niced, detached, its output in
+    ``_enclave/index-build.log``); returns its pid, None when a build already runs."""
+    import subprocess
+    import sys
+
+    if BuildLock.held(settings.lance_dir):
+        return None
+    env = dict(os.environ)
+    for key, value in settings.index.model_dump().items():
+        env[f"ENCLAVE_INDEX__{key.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    env["ENCLAVE_RELEASE__AUTO_PROMOTE"] = str(settings.release.auto_promote).lower()
+    env["ENCLAVE_RELEASE__KEEP"] = str(settings.release.keep)
+    log_path = settings.lance_dir / REGISTRY_DIR / "index-build.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "enclave.cli",
+                "index",
+                "optimize",
+                "--data-dir",
+                str(settings.data_dir),
+                "--json",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=lambda: os.nice(10),
+        )
+    return int(proc.pid)
+
+
+# ----------------------------------------------------------------------------- search
+@dataclass
+class _Exact:
+    """Every vector of one table version in memory, with the rows they belong to."""
+
+    rows: Any  # pyarrow.Table of HIT_COLUMNS
+    matrix: npt.NDArray[np.float32]
+    rowids: npt.NDArray[np.uint64]
+    order: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @classmethod
+    def load(cls, table: Any) -> _Exact:
+        data = table.search().select([*HIT_COLUMNS, "_rowid"]).limit(None).to_arrow()
+        vectors = data.column("vector").combine_chunks()
+        dim = vectors.type.list_size
+        matrix = np.asarray(vectors.values.to_numpy(zero_copy_only=False), dtype=np.float32)
+        matrix = matrix.reshape(-1, dim) if len(data) else np.zeros((0, dim), dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+        rowids = data.column("_rowid").to_numpy().astype(np.uint64)
+        return cls(data.drop(["_rowid", "vector"]), matrix, rowids, np.argsort(rowids))
+
+    def positions(self, rowids: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        sorted_ids = self.rowids[self.order]
+        at = np.searchsorted(sorted_ids, rowids)
+        at = np.clip(at, 0, max(len(sorted_ids) - 1, 0))
+        found = sorted_ids[at] == rowids if len(sorted_ids) else np.zeros(0, dtype=bool)
+        return np.asarray(self.order[at[found]], dtype=np.int64)
+
+    def search(
+        self, vector: npt.NDArray[np.float32], limit: int, subset: npt.NDArray[np.int64] | None
+    ) -> list[Candidate]:
+        q = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(q)) or 1.0
+        if subset is None:
+            sims = self.matrix @ (q / norm)
+            index = np.arange(len(sims))
+        else:
+            sims = self.matrix[subset] @ (q / norm)
+            index = subset
+        if len(sims) == 0:
+            return []
+        k = min(limit, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        ranked = top[np.argsort(-sims[top], kind="stable")]
+        picked = self.rows.take(index[ranked])
+        return [
+            Candidate.from_row(row, similarity=float(sim))
+            for row, sim in zip(picked.to_pylist(), sims[ranked].tolist(), strict=True)
+        ]
+
+
+class VectorSearch:
+    """Vector search over one version of the chunks table by the path that fits it (module
+    docstring). Thread-safe; the in-memory matrix is loaded at the first query that needs
+    it."""
+
+    def __init__(self, table: Any, tuning: AnnTuning) -> None:
+        self.table = table
+        self.tuning = tuning
+        self.rows = int(table.count_rows())
+        self.has_ann = index_named(table, VECTOR_INDEX) is not None
+        self._exact: _Exact | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> str:
+        if self.has_ann:
+            return "ann"
+        return "exact" if self.rows < self.tuning.ann_min_rows else "flat"
+
+    def exact(self) -> _Exact:
+        with self._lock:
+            if self._exact is None:
+                self._exact = _Exact.load(self.table)
+            return self._exact
+
+    def search(
+        self, vector: npt.NDArray[np.float32], limit: int, where: str | None
+    ) -> list[Candidate]:
+        if self.rows == 0 or limit < 1:
+            return []
+        path = self.path
+        if path == "exact":
+            subset = None
+            if where:
+                ids = self._filtered_rowids(where)
+                subset = self.exact().positions(ids)
+            return self.exact().search(vector, limit, subset)
+        if path == "flat" or not where:
+            return self._lance(vector, limit, where, ann=path == "ann")
+        matching = int(self.table.count_rows(where))
+        if matching == 0:
+            return []
+        if matching <= self.tuning.filtered_exact_rows:
+            return self._lance(vector, limit, where, ann=False)
+        found = self._lance(vector, limit, where, ann=True)
+        if len(found) < min(limit, matching):  # the graph ran dry under the filter
+            return self._lance(vector, limit, where, ann=False)
+        return found
+
+    def _filtered_rowids(self, where: str) -> npt.NDArray[np.uint64]:
+        data = self.table.search().where(where).select(["_rowid"]).limit(None).to_arrow()
+        return np.asarray(data.column("_rowid").to_numpy(), dtype=np.uint64)
+
+    def _lance(
+        self, vector: npt.NDArray[np.float32], limit: int, where: str | None, *, ann: bool
+    ) -> list[Candidate]:
+        q = self.table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+        q = q.distance_type("cosine")
+        if ann:
+            q = q.nprobes(self.tuning.nprobes)
+            if self.tuning.kind == "ivf_pq":
+                q = q.refine_factor(self.tuning.refine_factor)
+            else:
+                q = q.ef(max(self.tuning.ef, limit))
+        else:
+            q = q.bypass_vector_index()
+        if where:
+            q = q.where(where, prefilter=True)
+        rows = q.select([*ROW_COLUMNS, "_distance"]).limit(limit).to_arrow().to_pylist()
+        return [
+            Candidate.from_row(r, similarity=1.0 - float(r["_distance"]))
+            if r.get("_distance") is not None
+            else Candidate.from_row(r)
+            for r in rows
+        ]

@@ -1,0 +1,149 @@
+"""The vector index lifecycle on a real LanceDB index, with a threshold of a few hundred rows:
+rows added after a build are found, the ACL prefilter keeps its full top_k through the ANN
+path, readers answer while an index builds, and releases keep working with an index."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enclave.settings import Settings
+from store.ann import VECTOR_INDEX, AnnTuning, build_vector_index, index_named, optimize
+from store.db import Store
+from store.live import LiveIndex
+from store.records import ChunkRecord, DocumentRecord, SearchFilters, doc_id_for_path
+from store.releases import Releases
+
+DIM = 32
+PER_DOC = 10
+TUNING = AnnTuning(ann_min_rows=300, background=False, filtered_exact_rows=0, ef=100)
+
+
+def _write(store: Store, start: int, docs: int, rng: np.random.Generator, rare_every: int = 25):
+    """``docs`` documents of 10 chunks; one in ``rare_every`` readable by ``rare`` too."""
+    drecs, crecs = [], []
+    for i in range(start, start + docs):
+        path = f"/corp/doc{i:05d}.txt"
+        doc_id = doc_id_for_path(path)
+        groups = ["all", "rare"] if i % rare_every == 0 else ["all"]
+        vectors = rng.standard_normal((PER_DOC, DIM)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        drecs.append(DocumentRecord(doc_id, path, chunk_count=PER_DOC, groups=groups))
+        crecs += [
+            ChunkRecord(f"{doc_id}-{k:05d}", doc_id, k, f"word{i} part {k}", vectors[k], path,
+                        groups=groups)  # fmt: skip
+            for k in range(PER_DOC)
+        ]
+    store.replace_documents(drecs, crecs)
+    return {c.chunk_id: c.vector for c in crecs}
+
+
+def _release(releases: Releases, write: tuple[int, int], rng: np.random.Generator):
+    prepared = releases.prepare_head()
+    releases.begin_writes()
+    vectors = _write(releases.store, *write, rng)
+    out = releases.store.compact(TUNING)
+    rec = releases.record_candidate(prepared.parent, {})
+    releases.promote(rec, by="test")
+    return rec, vectors, out
+
+
+@pytest.fixture()
+def indexed(tmp_path: Path):
+    store = Store(tmp_path / "lancedb", tuning=TUNING)
+    store.bind_embedder("random", DIM)
+    releases = Releases(store)
+    rng = np.random.default_rng(0)
+    rec, vectors, out = _release(releases, (0, 50), rng)  # 500 chunks: past the threshold
+    assert out["vector_build_s"] > 0 and "groups_idx" in out["scalar_built"]
+    return store, releases, rec, vectors, rng
+
+
+def test_rows_added_after_the_build_are_found(indexed) -> None:
+    store, releases, _, _, rng = indexed
+    new = _write(store, 50, 3, rng)  # 30 rows the index does not cover
+    assert store.chunks_table().index_stats(VECTOR_INDEX).num_unindexed_rows == 30
+    assert store.vector_searcher().path == "ann"
+    for chunk_id, vector in list(new.items())[:10]:
+        assert store.vector_search(vector, 5)[0].chunk_id == chunk_id
+
+
+def test_sparse_group_gets_its_full_top_k_through_the_ann_prefilter(indexed) -> None:
+    store, _, _, vectors, rng = indexed
+    live = LiveIndex(store.path, check_s=0, tuning=TUNING)
+    reader = live.reader()
+    assert reader.vector_searcher().path == "ann"  # type: ignore[union-attr]
+    rare = SearchFilters(groups=["rare"])  # 2 documents of 50: 20 chunks, 4%
+    allowed = {cid for cid in vectors if cid.startswith(tuple(
+        doc_id_for_path(f"/corp/doc{i:05d}.txt") for i in (0, 25)))}  # fmt: skip
+    searcher = reader.vector_searcher()
+    where = "array_has_any(groups, make_array('rare'))"
+    for _ in range(10):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        found = reader.vector_search(q, 15, rare)
+        assert len(found) == 15 and {c.chunk_id for c in found} <= allowed
+        # the ANN index itself, prefiltered, not the exact fallback
+        assert len(searcher._lance(q, 15, where, ann=True)) == 15  # type: ignore[union-attr]
+    # the exact path over a small filtered set gives the same answer
+    exact = AnnTuning(ann_min_rows=300, filtered_exact_rows=1000)
+    reader.tuning = exact
+    reader._search = None
+    got = reader.vector_search(q, 15, rare)
+    assert {c.chunk_id for c in got} == {c.chunk_id for c in found}
+
+
+def test_readers_answer_while_an_index_builds(indexed, tmp_path: Path) -> None:
+    store, releases, rec, vectors, rng = indexed
+    live = LiveIndex(store.path, check_s=0, tuning=TUNING)
+    chunk_id, vector = next(iter(vectors.items()))
+    stop, answers, errors = threading.Event(), [], []
+
+    def query() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(live.reader().vector_search(vector, 3)[0].chunk_id)
+            except Exception as exc:  # pragma: no cover - the failure the test looks for
+                errors.append(exc)
+
+    thread = threading.Thread(target=query)
+    thread.start()
+    try:
+        settings = Settings(data_dir=tmp_path, index={"ann_min_rows": 300, "ef": 100})
+        out = optimize(settings, force=True, lock_wait_s=5)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and answers and set(answers) == {chunk_id}
+    # the rebuilt index went live as a release of its own, with the same rows
+    assert out["built"] and out["published"] and out["live"]
+    assert live.reader().release_id == out["published"] != rec.id
+    assert live.reader().count_chunks() == 500
+
+
+def test_promote_and_rollback_with_and_without_the_index(tmp_path: Path) -> None:
+    store = Store(tmp_path / "lancedb", tuning=TUNING)
+    store.bind_embedder("random", DIM)
+    releases = Releases(store)
+    rng = np.random.default_rng(1)
+    small, first, _ = _release(releases, (0, 20), rng)  # 200 chunks: exact, no ANN index
+    big, second, _ = _release(releases, (20, 30), rng)  # 500 chunks: ANN index built
+    live = LiveIndex(store.path, check_s=0, tuning=TUNING)
+    assert live.reader().vector_searcher().path == "ann"  # type: ignore[union-attr]
+    releases.rollback(by="test")
+    reader = live.reader()
+    assert reader.release_id == small.id and reader.vector_searcher().path == "exact"  # type: ignore[union-attr]
+    cid, vector = next(iter(first.items()))
+    assert reader.vector_search(vector, 3)[0].chunk_id == cid
+    assert not reader.vector_search(next(iter(second.values())), 3)[0].chunk_id in second
+    releases.promote(releases.registry.get(big.id), by="test")
+    reader = live.reader()
+    cid, vector = next(iter(second.items()))
+    assert reader.release_id == big.id and reader.vector_search(vector, 3)[0].chunk_id == cid
+    # a release past the threshold without the index (built before it) answers by flat scan
+    table = store.chunks_table()
+    assert index_named(table, VECTOR_INDEX) is not None
+    build_vector_index(table, TUNING)  # a rebuild on the head: the live release is untouched
+    assert live.reader().vector_search(vector, 3)[0].chunk_id == cid
