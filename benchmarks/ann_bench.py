@@ -2,7 +2,8 @@
 hybrid retrieval, the build's time and memory, and a server's memory.
 
     .venv/bin/python benchmarks/ann_bench.py [--chunks 100000] [--queries 200] [--dir DIR]
-        [--kind ivf_hnsw_sq|ivf_pq] [--ef 200] [--nprobes 20] [--no-flat] [--json]
+        [--kind ivf_hnsw_sq|ivf_pq] [--ef 200] [--nprobes 20] [--refine N]
+        [--vectors spectrum|uniform] [--no-flat] [--serve-again] [--json]
 
 An index of ``--chunks`` chunks (384-dimension random unit vectors, ~80-word texts drawn
 from a Zipf vocabulary, 10 chunks per document, 1% of the documents readable by the group
@@ -13,6 +14,10 @@ scalar indexes, and adopted as the live release. Then:
   it: 1.5 s a query at a million chunks);
 * ``enclave index optimize`` builds the vector index in its own process (wall time and peak
   RSS reported) and publishes it as a release, promoted;
+* vectors: ``--vectors spectrum`` (default) draws each axis with a spread decaying as 1/i,
+  like the variance of text embeddings, so that nearest neighbours mean something;
+  ``uniform`` draws iid unit vectors, where every point is nearly equidistant from every
+  other: no ANN index reaches a high recall on them cheaply (the worst case, for timing);
 * a server-like process (``LiveIndex`` + ``Retriever``, a stub embedder returning the
   query's vector) measures: vector search p50/p95 (k = 10) and recall@10 against an exact
   numpy ranking; hybrid retrieval (vector + full-text + RRF, rag/retrieval.py) p50; the same
@@ -56,8 +61,19 @@ VOCAB = [
 RARE_EVERY = 100  # one document in 100 is readable by the group "rare"
 
 
+#: the spread of the vectors along each of the 384 axes: ``"spectrum"`` (the default) decays
+#: as 1/i, as the variance of text embeddings does, so neighbours are meaningful;
+#: ``"uniform"`` (iid unit vectors) has no neighbour structure at all and is the worst case
+#: of any ANN index (every point nearly equidistant)
+SPREAD = {"spectrum": (np.arange(1, DIM + 1) ** -1.0).astype(np.float32), "uniform": None}
+VECTORS = "spectrum"
+
+
 def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
     v = rng.standard_normal((n, DIM)).astype(np.float32)
+    spread = SPREAD[VECTORS]
+    if spread is not None:
+        v *= spread
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     return v
 
@@ -149,7 +165,12 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
     truth: list[list[str]] = spec["truth"]
     settings = Settings(
         data_dir=Path(spec["data_dir"]),
-        index={"kind": args.kind, "ef": args.ef, "nprobes": args.nprobes},
+        index={
+            "kind": args.kind,
+            "ef": args.ef,
+            "nprobes": args.nprobes,
+            "refine_factor": args.refine,
+        },
     )
     live = LiveIndex(settings.lance_dir, tuning=AnnTuning.from_settings(settings.index))
     reader = live.reader()
@@ -232,12 +253,21 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--kind", default="ivf_hnsw_sq")
-    parser.add_argument("--ef", type=int, default=200)
+    parser.add_argument("--ef", type=int, default=100)
     parser.add_argument("--nprobes", type=int, default=20)
+    parser.add_argument("--refine", type=int, default=None, help="index.refine_factor")
+    parser.add_argument("--vectors", choices=sorted(SPREAD), default="spectrum")
     parser.add_argument("--no-flat", action="store_true")
+    parser.add_argument(
+        "--serve-again", action="store_true", help="only the server measurements, on --dir"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global VECTORS
+    VECTORS = args.vectors
+    if args.serve_again:
+        args.serve = str(args.dir / "serve.json")
     if args.serve:
         print(json.dumps(serve(args)))
         return
@@ -245,26 +275,39 @@ def main() -> None:
     root = args.dir or Path(tempfile.mkdtemp(prefix="ann-bench-"))
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    report: dict[str, Any] = {"chunks": args.chunks, "kind": args.kind, "ef": args.ef,
-                              "nprobes": args.nprobes}  # fmt: skip
+    report: dict[str, Any] = {
+        "vectors": args.vectors,
+        "chunks": args.chunks,
+        "kind": args.kind,
+        "ef": args.ef,
+        "nprobes": args.nprobes,
+        "refine_factor": args.refine,
+    }
     t = time.perf_counter()
     vectors, heads, chunk_ids = write_index(root, args.chunks)
     report["write_s"] = round(time.perf_counter() - t, 1)
     rng = np.random.default_rng(1)
     picks = rng.choice(args.chunks, size=args.queries, replace=False)
-    # queries: a chunk's vector with noise, and its first words
-    queries = vectors[picks] + 0.5 * _unit(rng, args.queries) / np.sqrt(1.0)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    # queries: new vectors from the same distribution, with a chunk's first words
+    queries = _unit(rng, args.queries)
     texts = [f"{heads[p]} q{i}" for i, p in enumerate(picks)]
-    sims = queries @ vectors.T
-    top = np.argsort(-sims, axis=1)[:, :10]
+    top = np.zeros((args.queries, 10), dtype=np.int64)
+    for start in range(0, args.queries, 25):  # exact top 10, 25 queries at a time
+        sims = queries[start : start + 25] @ vectors.T
+        part = np.argpartition(-sims, 10, axis=1)[:, :10]
+        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1)
+        top[start : start + 25] = np.take_along_axis(part, order, axis=1)
     truth = [[chunk_ids[j] for j in row] for row in top]
     del sims, vectors
     if not args.no_flat:
         report["flat_before_build_ms"] = flat_baseline(root, queries, 30)
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT), ENCLAVE_INDEX__KIND=args.kind,
-               ENCLAVE_INDEX__ANN_MIN_ROWS="1000")  # fmt: skip
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        ENCLAVE_INDEX__KIND=args.kind,
+        ENCLAVE_INDEX__ANN_MIN_ROWS="1000",
+    )
     t = time.perf_counter()
     built = subprocess.run(
         [
@@ -276,7 +319,7 @@ def main() -> None:
             "--data-dir",
             str(root),
             "--json",
-        ],  # fmt: skip
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -290,8 +333,16 @@ def main() -> None:
     )
     spec = root / "serve.json"
     np.save(root / "queries.npy", queries)
-    spec.write_text(json.dumps({"vectors": str(root / "queries.npy"), "texts": texts,
-                                "truth": truth, "data_dir": str(root)}))  # fmt: skip
+    spec.write_text(
+        json.dumps(
+            {
+                "vectors": str(root / "queries.npy"),
+                "texts": texts,
+                "truth": truth,
+                "data_dir": str(root),
+            }
+        )
+    )
     served = subprocess.run(
         [
             sys.executable,
@@ -304,7 +355,8 @@ def main() -> None:
             str(args.ef),
             "--nprobes",
             str(args.nprobes),
-        ],  # fmt: skip
+            *(["--refine", str(args.refine)] if args.refine else []),
+        ],
         env=env,
         capture_output=True,
         text=True,

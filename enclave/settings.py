@@ -214,10 +214,13 @@ class IndexSettings(_Section):
     kind: Literal["ivf_hnsw_sq", "ivf_pq"] = Field(
         default="ivf_hnsw_sq", description="ANN index type (LanceDB IVF_HNSW_SQ or IVF_PQ)"
     )
-    ef: int = Field(default=400, ge=1, description="HNSW candidates kept per query (recall)")
+    ef: int = Field(default=100, ge=1, description="HNSW candidates kept per query (recall)")
     nprobes: int = Field(default=20, ge=1, description="IVF partitions searched per query")
-    refine_factor: int = Field(
-        default=50, ge=1, description="ivf_pq: candidates re-ranked exactly, as a multiple of k"
+    refine_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="candidates re-ranked with the full vectors, as a multiple of k (the "
+        "index's vectors are quantized); unset: 3 for ivf_hnsw_sq, 50 for ivf_pq",
     )
     retrain_share: float = Field(
         default=0.1,

@@ -67,6 +67,24 @@ def drop_eval_indexes(settings: Settings, paths: set[str]) -> list[str]:
     return dropped
 
 
+def _vector_index_due(settings: Settings, store: Any) -> bool:
+    from store.ann import AnnTuning, vector_index_due
+
+    table = store.chunks_table()
+    return table is not None and bool(
+        vector_index_due(table, AnnTuning.from_settings(settings.index))
+    )
+
+
+def _rebuild(settings: Settings) -> dict[str, Any]:
+    """The vector index again after a purge: in the background, or now (index.background)."""
+    from store.ann import optimize, start_background_build
+
+    if settings.index.background:
+        return {"background_build_pid": start_background_build(settings)}
+    return optimize(settings)
+
+
 def purge(
     settings: Settings,
     target: str,
@@ -91,7 +109,10 @@ def purge(
         forget_snapshot(settings.data_dir)
         scrubbed = hooks.scrub(settings, result.documents) if hooks and hooks.scrub else []
         dropped = drop_eval_indexes(settings, {d.path for d in result.documents})
+        due = _vector_index_due(settings, store)
     out = {**result.to_dict(), "scrubbed_files": scrubbed, "eval_indexes_deleted": dropped}
+    if due:  # the purge dropped the vector index: built again without the purged rows
+        out["index_build"] = _rebuild(settings)
     if audited:
         audit(settings, "cli:purge", "ok", {"doc_ids": result.doc_ids,
                                              "releases": sorted(result.releases)})  # fmt: skip

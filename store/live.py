@@ -110,10 +110,12 @@ class LiveIndex:
                 view = IndexView(
                     self._db, self.path, pointer.versions, pointer.release, self.tuning
                 )
-                view.vector_searcher()  # counts and index list read now, not by a request
+                searcher = view.vector_searcher()  # counts and indexes read now, not by a request
             except Exception as exc:  # versions not readable (yet): keep serving the old one
                 log.warning("cannot open release %s: %s", pointer.release, exc)
                 return
+            if searcher is not None and searcher.path == "exact":  # vectors loaded off-request
+                threading.Thread(target=searcher.exact, name="enclave-exact", daemon=True).start()
             self._view, self._pointer, self._stamp = view, pointer, stamp
             log.info("serving release %s", pointer.release)
         finally:

@@ -9,7 +9,9 @@ it leaves what is served at once):
 2. rewrites the fragments that hold the document's rows: their other rows are appended as a
    new fragment, then every row of the old fragments is deleted, which drops those
    fragments (and their files) from the version; fragments without the document stay shared;
-3. rebuilds the full-text index from the remaining rows;
+3. rebuilds the full-text index and the scalar indexes from the remaining rows, and drops
+   the vector index (it holds the rows' quantized vectors): that release is searched exactly
+   or by a flat scan until ``enclave index optimize`` builds the index again (store/ann.py);
 4. moves the release's tags (and the live pointer, for the live release) to the new versions.
 
 Then every purged version is restored once more, in a row at the end of the history, and
@@ -17,6 +19,9 @@ every version older than the first of them is removed: the versions that still r
 document's files (the release's old ones, and the steps in between) go, and with them every
 file holding its text. What the index directory keeps afterwards never held the document.
 Text outside the index (the gate's kept reports) is the caller's to clean.
+
+A purge waits for a running vector index build to finish (the build would commit an index of
+the rows being purged) and holds the build lock while it runs.
 
 A marker (``_enclave/purge.json``) names the documents while a purge runs; a purge killed half
 way is finished by the next writer (:func:`resume_purge`).
@@ -29,7 +34,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from store.ann import BuildLock, forget_indexed_values
 from store.db import CHUNKS, DOCUMENTS, Store
+from store.lock import WriterBusyError
 from store.maintain import fragment_rows, rewrite_fragments
 from store.records import DocumentRecord
 from store.registry import EXPIRED, SUPERSEDED, LivePointer, Registry, now_iso
@@ -41,6 +48,8 @@ HEAD_TAG = "purge-head"
 #: a pause between the purge's rewrites and the restores after them, so the cleanup's
 #: cut-off (by version timestamp) falls cleanly between the two
 SETTLE_S = 0.1
+#: how long a purge waits for a running vector index build to finish
+BUILD_WAIT_S = 900.0
 
 
 @dataclass
@@ -80,13 +89,28 @@ def rewrite_without(table: Any, predicate: str) -> int:
 def purge_documents(store: Store, registry: Registry, doc_ids: list[str]) -> PurgeResult:
     """Remove ``doc_ids`` from the head and every retained release (module docstring).
     The caller holds the writer lock."""
-    from store.maintain import recover
-
     started = time.perf_counter()
     ids = sorted({d for d in doc_ids if HEX_ID.match(d)})
     result = PurgeResult(doc_ids=ids)
     if not ids:
         return result
+    build = BuildLock(store.path, "purge")
+    if not build.acquire(BUILD_WAIT_S):  # a build running now would index purged rows
+        raise WriterBusyError(
+            "a vector index build is running (enclave index optimize); the purge waits for "
+            f"it at most {BUILD_WAIT_S:.0f} s. Run the purge again once it has finished."
+        )
+    try:
+        return _purge(store, registry, ids, result, started)
+    finally:
+        build.release()
+
+
+def _purge(
+    store: Store, registry: Registry, ids: list[str], result: PurgeResult, started: float
+) -> PurgeResult:
+    from store.maintain import recover
+
     recover(store, registry)  # a prune killed half way left the head empty
     head = _start(store, registry, ids)
     pred = _pred(ids)
@@ -111,6 +135,7 @@ def purge_documents(store: Store, registry: Registry, doc_ids: list[str]) -> Pur
             gone = rewrite_without(chunks, pred)
             if gone:
                 store.rebuild_fts()
+                forget_indexed_values(chunks)
             removed += gone
         purged[key] = store.head_versions()
         return purged[key], removed

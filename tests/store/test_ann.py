@@ -33,8 +33,9 @@ def _write(store: Store, start: int, docs: int, rng: np.random.Generator, rare_e
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         drecs.append(DocumentRecord(doc_id, path, chunk_count=PER_DOC, groups=groups))
         crecs += [
-            ChunkRecord(f"{doc_id}-{k:05d}", doc_id, k, f"word{i} part {k}", vectors[k], path,
-                        groups=groups)  # fmt: skip
+            ChunkRecord(
+                f"{doc_id}-{k:05d}", doc_id, k, f"word{i} part {k}", vectors[k], path, groups=groups
+            )
             for k in range(PER_DOC)
         ]
     store.replace_documents(drecs, crecs)
@@ -63,7 +64,7 @@ def indexed(tmp_path: Path):
 
 
 def test_rows_added_after_the_build_are_found(indexed) -> None:
-    store, releases, _, _, rng = indexed
+    store, _, _, _, rng = indexed
     new = _write(store, 50, 3, rng)  # 30 rows the index does not cover
     assert store.chunks_table().index_stats(VECTOR_INDEX).num_unindexed_rows == 30
     assert store.vector_searcher().path == "ann"
@@ -77,8 +78,11 @@ def test_sparse_group_gets_its_full_top_k_through_the_ann_prefilter(indexed) -> 
     reader = live.reader()
     assert reader.vector_searcher().path == "ann"  # type: ignore[union-attr]
     rare = SearchFilters(groups=["rare"])  # 2 documents of 50: 20 chunks, 4%
-    allowed = {cid for cid in vectors if cid.startswith(tuple(
-        doc_id_for_path(f"/corp/doc{i:05d}.txt") for i in (0, 25)))}  # fmt: skip
+    allowed = {
+        cid
+        for cid in vectors
+        if cid.startswith(tuple(doc_id_for_path(f"/corp/doc{i:05d}.txt") for i in (0, 25)))
+    }
     searcher = reader.vector_searcher()
     where = "array_has_any(groups, make_array('rare'))"
     for _ in range(10):
@@ -96,7 +100,7 @@ def test_sparse_group_gets_its_full_top_k_through_the_ann_prefilter(indexed) -> 
 
 
 def test_readers_answer_while_an_index_builds(indexed, tmp_path: Path) -> None:
-    store, releases, rec, vectors, rng = indexed
+    store, _, rec, vectors, _ = indexed
     live = LiveIndex(store.path, check_s=0, tuning=TUNING)
     chunk_id, vector = next(iter(vectors.items()))
     stop, answers, errors = threading.Event(), [], []
@@ -137,13 +141,29 @@ def test_promote_and_rollback_with_and_without_the_index(tmp_path: Path) -> None
     assert reader.release_id == small.id and reader.vector_searcher().path == "exact"  # type: ignore[union-attr]
     cid, vector = next(iter(first.items()))
     assert reader.vector_search(vector, 3)[0].chunk_id == cid
-    assert not reader.vector_search(next(iter(second.values())), 3)[0].chunk_id in second
+    assert reader.vector_search(next(iter(second.values())), 3)[0].chunk_id not in second
     releases.promote(releases.registry.get(big.id), by="test")
     reader = live.reader()
     cid, vector = next(iter(second.items()))
     assert reader.release_id == big.id and reader.vector_search(vector, 3)[0].chunk_id == cid
-    # a release past the threshold without the index (built before it) answers by flat scan
+    # a rebuild on the head leaves the live release's answers alone
     table = store.chunks_table()
     assert index_named(table, VECTOR_INDEX) is not None
     build_vector_index(table, TUNING)  # a rebuild on the head: the live release is untouched
     assert live.reader().vector_search(vector, 3)[0].chunk_id == cid
+
+
+def test_a_purge_drops_the_vector_index_and_rebuilds_the_filter_indexes(indexed) -> None:
+    from store.purge import purge_documents
+
+    store, releases, _, vectors, _ = indexed
+    gone = doc_id_for_path("/corp/doc00003.txt")
+    purge_documents(store, releases.registry, [gone])
+    live = LiveIndex(store.path, check_s=0, tuning=TUNING)
+    table = live.reader()._chunks()
+    assert index_named(table, VECTOR_INDEX) is None  # held the purged rows' vectors
+    assert index_named(table, "source_idx") is not None  # rebuilt without their paths
+    assert live.reader().vector_searcher().path == "exact"  # type: ignore[union-attr]
+    for cid, vector in list(vectors.items())[25:45]:
+        top = live.reader().vector_search(vector, 1)[0].chunk_id
+        assert top == cid if not cid.startswith(gone) else top != cid
