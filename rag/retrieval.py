@@ -7,7 +7,8 @@ mixes two releases:
 1. the question (its first :data:`QUERY_CHARS` characters) is embedded;
 2. two candidate lists come from the store, each of ``max(retrieval.candidates, top_k)``
    chunks and each under the caller's prefilter (ACL groups, path prefix, document ids):
-   vector search (cosine) and full-text search (the question's plain words);
+   vector search (cosine; exact, ANN or flat as store/ann.py decides) and full-text search
+   (the question's plain words), run at the same time;
 3. :func:`fuse` merges them by reciprocal rank (``rrf_k``) and collapses true duplicates only
    (the same text after normalisation: Unicode NFKC, case folded, white space collapsed; a
    passage whose numbers, codes or names differ is never dropped), keeping ``top_k``; hits
@@ -52,6 +53,20 @@ QUERY_CHARS = 4000
 EXACT_BATCH_MAX = 200_000
 #: questions embedded per batch by :meth:`Retriever.retrieve_many`
 EMBED_BATCH = 256
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _search_pool() -> ThreadPoolExecutor:
+    """The threads full-text searches run on while the vector search runs (one per
+    concurrent question, up to 8)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="enclave-fts")
+        return _POOL
 
 
 @dataclass
@@ -212,8 +227,10 @@ class Retriever:
             raise UsageError("the query is empty")
         vector = self.embed_query(query)
         reader = self.index.reader()
+        # the two searches overlap (LanceDB releases the GIL): the slower one sets the pace
+        sparse_future = _search_pool().submit(reader.text_search, query[:QUERY_CHARS], n, filters)
         dense = reader.vector_search(vector, n, filters)
-        sparse = reader.text_search(query[:QUERY_CHARS], n, filters)
+        sparse = sparse_future.result()
         result = rank(vector, dense, sparse, self.settings, top_k=k)
         result.release = reader.release_id
         result.documents = reader.documents_by_id(h.doc_id for h in result.hits)

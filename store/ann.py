@@ -75,6 +75,8 @@ SCALAR_INDEXES = {
     "source": ("source_idx", "btree"),
     "groups": ("groups_idx", "label_list"),
 }
+#: the documents table's: answers carry their documents' rows, fetched by id
+DOCUMENT_INDEXES = {"doc_id": ("doc_id_idx", "btree")}
 BUILD_LOCK = "index-build.lock"
 #: a table without a vector index is searched in memory up to this many rows (~300 MB of
 #: vectors), past the threshold too (a release from before its build, a rollback target)
@@ -183,16 +185,19 @@ def build_vector_index(table: Any, tuning: AnnTuning) -> float:
     return time.perf_counter() - started
 
 
-def refresh_scalar_indexes(table: Any, retrain_share: float) -> list[str]:
-    """Build the filter columns' indexes when missing, rebuild them once the rows they do not
-    cover pass ``retrain_share``; returns the names (re)built."""
+def refresh_scalar_indexes(
+    table: Any, retrain_share: float, columns: dict[str, tuple[str, str]] | None = None
+) -> list[str]:
+    """Build the filter columns' indexes (``columns``: the chunks table's by default) when
+    missing, rebuild them once the rows they do not cover pass ``retrain_share``; returns the
+    names (re)built."""
     from lancedb.index import BTree, LabelList
 
     total = int(table.count_rows())
     if total == 0:
         return []
     built: list[str] = []
-    for column, (name, kind) in SCALAR_INDEXES.items():
+    for column, (name, kind) in (SCALAR_INDEXES if columns is None else columns).items():
         left = unindexed_rows(table, name)
         if left is not None and left <= retrain_share * total:
             continue
@@ -204,17 +209,18 @@ def refresh_scalar_indexes(table: Any, retrain_share: float) -> list[str]:
     return built
 
 
-def forget_indexed_values(table: Any) -> None:
+def forget_indexed_values(table: Any, columns: dict[str, tuple[str, str]] | None = None) -> None:
     """After rows were purged: the scalar indexes are rebuilt and the vector index dropped
     (both hold values of the removed rows: paths, ids, quantized vectors). The table is
     then searched exactly or by a flat scan until ``enclave index optimize`` builds its
     vector index again."""
+    columns = SCALAR_INDEXES if columns is None else columns
     if index_named(table, VECTOR_INDEX) is not None:
         table.drop_index(VECTOR_INDEX)
-    for _column, (name, _kind) in SCALAR_INDEXES.items():
+    for _column, (name, _kind) in columns.items():
         if index_named(table, name) is not None:
             table.drop_index(name)
-    refresh_scalar_indexes(table, 1.0)
+    refresh_scalar_indexes(table, 1.0, columns)
 
 
 def upkeep(table: Any, tuning: AnnTuning) -> dict[str, Any]:

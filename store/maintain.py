@@ -177,7 +177,7 @@ def recover(store: Store, registry: Registry) -> bool:
 def compact(store: Store, registry: Registry, tuning: AnnTuning | None = None) -> dict[str, Any]:
     """Tidy both tables, keep the full-text index and the other indexes (store/ann.py
     :func:`~store.ann.upkeep`; module docstring)."""
-    from store.ann import DEFAULT_TUNING, upkeep
+    from store.ann import DEFAULT_TUNING, DOCUMENT_INDEXES, refresh_scalar_indexes, upkeep
 
     recover(store, registry)
     rewritten = 0
@@ -186,6 +186,8 @@ def compact(store: Store, registry: Registry, tuning: AnnTuning | None = None) -
     chunks = store.chunks_table()
     rebuilt = int(chunks is not None and refresh_fts(chunks))
     out: dict[str, Any] = {"fragments_rewritten": rewritten, "fts_rebuilt": rebuilt}
+    tuning = tuning or DEFAULT_TUNING
     if chunks is not None and int(chunks.count_rows()) > 0:
-        out.update(upkeep(chunks, tuning or DEFAULT_TUNING))
+        out.update(upkeep(chunks, tuning))
+    refresh_scalar_indexes(store.documents_table(), tuning.retrain_share, DOCUMENT_INDEXES)
     return out

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from store.ann import BuildLock, forget_indexed_values
+from store.ann import DOCUMENT_INDEXES, BuildLock, forget_indexed_values
 from store.db import CHUNKS, DOCUMENTS, Store
 from store.lock import WriterBusyError
 from store.maintain import fragment_rows, rewrite_fragments
@@ -130,6 +130,8 @@ def _purge(
         for row in docs.search().where(pred).limit(None).to_arrow().to_pylist():
             seen.setdefault(row["doc_id"], DocumentRecord.from_row(row))
         removed = rewrite_without(docs, pred)
+        if removed:
+            forget_indexed_values(docs, DOCUMENT_INDEXES)
         chunks = store.chunks_table()
         if chunks is not None and versions.get(CHUNKS) is not None:
             gone = rewrite_without(chunks, pred)
