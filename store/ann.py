@@ -385,9 +385,11 @@ def start_background_build(settings: Settings) -> int | None:
         return None
     env = dict(os.environ)
     for key, value in settings.index.model_dump().items():
-        env[f"ENCLAVE_INDEX__{key.upper()}"] = (
-            str(value).lower() if isinstance(value, bool) else str(value)
-        )
+        name = f"ENCLAVE_INDEX__{key.upper()}"
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value).lower() if isinstance(value, bool) else str(value)
     env["ENCLAVE_RELEASE__AUTO_PROMOTE"] = str(settings.release.auto_promote).lower()
     env["ENCLAVE_RELEASE__KEEP"] = str(settings.release.keep)
     log_path = settings.lance_dir / REGISTRY_DIR / "index-build.log"
