@@ -315,6 +315,7 @@ def optimize(
     while it builds; then publish it through a release (module docstring)."""
     from store.db import CHUNKS, Store
     from store.maintain import recover
+    from store.purge import PURGE_FILE
     from store.registry import CANDIDATE, HeadState
     from store.releases import Releases
 
@@ -334,13 +335,17 @@ def optimize(
             due = None if table is None else vector_index_due(table, tuning)
             if table is None or (due is None and not force):
                 return {"built": False, "reason": "not due", "due": due}
-            if head0.dirty:
-                return {"built": False, "reason": "the head holds an unfinished ingest run"}
+            if head0.dirty or rels.registry.files.read(PURGE_FILE) is not None:
+                return {"built": False, "reason": "an unfinished ingest run or purge"}
             before = int(table.version)
         finally:
             lock.release()
         # the build itself: no writer lock (writers may run; LanceDB merges the commits)
-        seconds = build_vector_index(table, tuning)
+        try:
+            seconds = build_vector_index(table, tuning)
+        except Exception as exc:  # a writer restored the head meanwhile (a commit conflict)
+            log.warning("vector index build failed: %s", exc)
+            return {"built": False, "reason": f"build failed, retried next time: {exc}"}
         out: dict[str, Any] = {"built": True, "reason": due or "forced", "build_s": seconds}
         lock = _with_writer_lock(lance_dir, "enclave index optimize (publishing)", lock_wait_s)
         try:
