@@ -214,12 +214,20 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
     ght, ghres = timed(lambda i: retriever.retrieve(texts[i], filters=rare))
     out["group_hybrid_ms"] = _stats(ght)
     out["group_hybrid_full_topk"] = sum(len(r.hits) == 5 for r in ghres) / len(ghres)
-    out["rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    out["rss_gib"] = round(_peak_rss_kib() / 2**20, 2)
     # the machine's pace during this run: one exact scan of 100k vectors (7 ms when idle)
     ref = np.random.default_rng(2).standard_normal((100_000, DIM)).astype(np.float32)
     rt, _ = timed(lambda i: ref @ queries[i])
     out["numpy_100k_ms"] = _stats(rt)
     return out
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS (VmHWM: ru_maxrss would include the parent's at the fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def _groups(reader: Any, found: list[Any]) -> set[str]:
@@ -332,7 +340,8 @@ def main() -> None:
     )
     report["build_wall_s"] = round(time.perf_counter() - t, 1)
     report["build"] = json.loads(built.stdout.strip().splitlines()[-1])
-    report["build_peak_rss_gib"] = round(
+    # an upper bound: ru_maxrss of a child starts from this process's RSS at the fork
+    report["build_peak_rss_gib_at_most"] = round(
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2
     )
     spec = root / "serve.json"
@@ -387,7 +396,7 @@ def main() -> None:
         ("server peak RSS (GiB)", s["rss_gib"], "<= 4 at 1M"),
         ("pace: numpy 100k scan p50 (ms)", s["numpy_100k_ms"]["p50"], "7 when idle"),
         ("index build (s)", round(report["build"].get("build_s", 0), 1), "reported"),
-        ("build process peak RSS (GiB)", report["build_peak_rss_gib"], "reported"),
+        ("build process peak RSS <= (GiB)", report["build_peak_rss_gib_at_most"], "reported"),
     ]
     print(f"\n{'figure':32} {'measured':>10}  target")
     for name, value, target in rows:
