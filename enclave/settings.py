@@ -73,6 +73,18 @@ class IngestSettings(_Section):
     write_batch_docs: int = Field(
         default=256, ge=1, description="... or once this many documents are ready"
     )
+    follow_external_links: bool = Field(
+        default=False,
+        description="follow symbolic links whose target lies outside the folders given (by "
+        "default they are skipped and listed); such files get groups only from an ACL policy "
+        "rule matching their real path",
+    )
+    max_chunks_per_document: int = Field(
+        default=20_000,
+        ge=1,
+        description="index at most this many chunks of one document; the rest is left out "
+        "and the document is listed as truncated",
+    )
 
 
 class RetrievalSettings(_Section):

@@ -17,9 +17,10 @@ from ingest.types import Element, ParsedDocument
 ELEMENT_SEPARATOR = "\n\n"
 
 # C0/C1 controls except tab and newline, plus invisible format characters that only confuse
-# tokenizers (zero-width space/joiners, BOM, soft hyphen, bidi marks).
+# tokenizers (zero-width space/joiners, BOM, soft hyphen, bidi marks), and lone surrogates,
+# which no UTF-8 column can store.
 _DROP = re.compile(
-    "[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]"
+    "[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ud800-\udfff]"
 )
 _LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _SPACES = re.compile(r"[^\S\n]+")  # any whitespace but newline

@@ -62,6 +62,14 @@ def ingest_command(
             "--policy", help="TOML ACL policy: path globs -> groups (security.policy_file)"
         ),
     ] = None,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links",
+            help="follow symbolic links to files and folders outside PATH "
+            "(ingest.follow_external_links); by default they are skipped and listed",
+        ),
+    ] = False,
     redact_pii: Annotated[
         bool,
         typer.Option(
@@ -82,6 +90,8 @@ def ingest_command(
             "chunk_overlap": chunk_overlap,
         }
     }
+    if follow_links:
+        overrides["ingest"]["follow_external_links"] = True
     security: dict[str, Any] = {}
     if policy is not None:
         security["policy_file"] = policy
@@ -126,6 +136,13 @@ def _print_summary(d: dict[str, Any]) -> None:
         table.add_row("flagged chunks", str(d["flagged_chunks"]))
     table.add_row("seconds", f"{d['seconds']:.1f}")
     console.print(table)
+    if d.get("skipped"):
+        skipped = Table(title="Skipped", show_header=True)
+        skipped.add_column("path", overflow="fold")
+        skipped.add_column("reason", overflow="fold")
+        for s in d["skipped"]:
+            skipped.add_row(s["path"], s["reason"])
+        console.print(skipped)
     if d["failed"]:
         errors = Table(title="Failed files", show_header=True)
         errors.add_column("path", overflow="fold")

@@ -102,6 +102,7 @@ class _Run:
         self.stages["walk_s"] = time.perf_counter() - tw
         self.summary.files_seen = walked.files_seen
         self.summary.skipped_unsupported = walked.skipped.get("unsupported", 0)
+        self.summary.skipped = [{"path": s.path, "reason": s.reason} for s in walked.skips]
 
         from ingest.progress import IngestProgress
 
@@ -167,7 +168,7 @@ def ingest_paths(
         prune=prune,
         embedder=embedder,
         store=store,
-        readers=Readers(policy, checked),
+        readers=Readers(policy, checked, tuple(roots)),
         progress=progress,
     )
     return run.run()

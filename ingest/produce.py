@@ -132,14 +132,21 @@ class Producer:
                 return
             f, old = d.file, d.old
             groups = self.readers.groups_for(f.path, old)
-            src = Source(path=f.path, doc_id=f.doc_id, size=f.size, mtime=f.mtime, groups=groups)
+            src = Source(
+                path=f.path,
+                doc_id=f.doc_id,
+                size=f.size,
+                mtime=f.mtime,
+                groups=groups,
+                fs_path=f.fs_path,
+            )
             if not d.must_hash and not d.retry:
                 self._put(Item("unchanged", src, old))
                 continue
             if d.must_hash or not (old and old.sha256):
                 t = time.perf_counter()
                 try:
-                    src.sha256 = sha256_file(f.path)
+                    src.sha256 = sha256_file(f.fs_path)
                 except OSError as exc:
                     self.stages["hash_s"] += time.perf_counter() - t
                     reason = (

@@ -42,7 +42,8 @@ from store.records import (
     STATUS_OK,
     ChunkRecord,
     DocumentRecord,
-    doc_id_for_path,
+    fs_path_for,
+    safe_text,
 )
 
 if TYPE_CHECKING:
@@ -105,13 +106,15 @@ class Writer:
         return DocumentRecord(
             doc_id=src.doc_id,
             path=src.path,
-            title=item.title or (item.old.title if item.old and status != STATUS_OK else ""),
+            title=safe_text(
+                item.title or (item.old.title if item.old and status != STATUS_OK else "")
+            ),
             sha256=src.sha256,
             size=src.size,
             mtime=src.mtime,
             parser=item.parser,
             status=status,
-            error=item.error,
+            error=safe_text(item.error),
             chunk_count=chunk_count,
             ingested_at=now_iso(),
             embedder=self._embedder_name(),
@@ -189,7 +192,7 @@ class Writer:
         else:
             if item.kind == "empty":
                 s.empty += 1
-            s.failed.append({"path": item.source.path, "error": item.error})
+            s.failed.append({"path": item.source.path, "error": safe_text(item.error)})
 
     # -------------------------------------------------------------- whole index
     def remove_orphans(self) -> None:
@@ -205,12 +208,12 @@ class Writer:
         rows: list[DocumentRecord] = []
         for issue in issues:
             self.summary.failed.append({"path": issue.path, "error": issue.error})
-            if not issue.is_file:
+            if not issue.is_file or not issue.doc_id:
                 continue
             old = state.get(issue.path)
             rows.append(
                 DocumentRecord(
-                    doc_id=doc_id_for_path(issue.path),
+                    doc_id=issue.doc_id,
                     path=issue.path,
                     title=old.title if old else "",
                     status=STATUS_FAILED,
@@ -232,7 +235,7 @@ class Writer:
             for path, rec in state.items()
             if path not in seen
             and any(is_under(path, r) for r in roots)
-            and not os.path.exists(path)
+            and not os.path.exists(fs_path_for(path, rec.doc_id))
         ]
         if gone:
             t = time.perf_counter()
