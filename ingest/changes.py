@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from store.db import Store
 
 #: failures whose cause may have gone away without the file changing
-RETRY_MARKERS = ("timed out", "permission denied", "file not found")
+RETRY_MARKERS = ("timed out", "permission denied", "file not found", "incomplete: its chunks")
 
 
 def retryable(error: str) -> bool:

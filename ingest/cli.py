@@ -136,13 +136,14 @@ def _print_summary(d: dict[str, Any]) -> None:
         table.add_row("flagged chunks", str(d["flagged_chunks"]))
     table.add_row("seconds", f"{d['seconds']:.1f}")
     console.print(table)
-    if d.get("skipped"):
-        skipped = Table(title="Skipped", show_header=True)
-        skipped.add_column("path", overflow="fold")
-        skipped.add_column("reason", overflow="fold")
-        for s in d["skipped"]:
-            skipped.add_row(s["path"], s["reason"])
-        console.print(skipped)
+    for key, title in (("skipped", "Skipped"), ("truncated", "Indexed in part")):
+        if d.get(key):
+            listed = Table(title=title, show_header=True)
+            listed.add_column("path", overflow="fold")
+            listed.add_column("reason", overflow="fold")
+            for s in d[key]:
+                listed.add_row(s["path"], s["reason"])
+            console.print(listed)
     if d["failed"]:
         errors = Table(title="Failed files", show_header=True)
         errors.add_column("path", overflow="fold")
@@ -191,6 +192,9 @@ def index_status(data_dir: Path) -> dict[str, Any]:
         for d in docs
         if d.status != STATUS_OK
     ]
+    truncated = [
+        {"path": d.path, "reason": d.error} for d in docs if d.status == STATUS_OK and d.error
+    ]
     last = read_last_ingest(data_dir)
     ingested = [d.ingested_at for d in docs if d.ingested_at]
     meta = store.meta()
@@ -200,6 +204,7 @@ def index_status(data_dir: Path) -> dict[str, Any]:
         "documents_by_status": counts,
         "chunks": store.count_chunks(),
         "failures": failures,
+        "truncated": truncated,
         "embedder": {"name": meta.get("embedder"), "dimension": meta.get("dimension")},
         "index_bytes": store.size_bytes(),
         "last_ingest": last["finished_at"] if last else (max(ingested) if ingested else None),
@@ -235,6 +240,13 @@ def _print_status(r: dict[str, Any]) -> None:
         for f in r["failures"]:
             errors.add_row(f["path"], f["status"], f["error"])
         console.print(errors)
+    if r.get("truncated"):
+        part = Table(title="Indexed in part", show_header=True)
+        part.add_column("path", overflow="fold")
+        part.add_column("reason", overflow="fold")
+        for t in r["truncated"]:
+            part.add_row(t["path"], t["reason"])
+        console.print(part)
 
 
 def _human_bytes(n: int) -> str:

@@ -48,6 +48,9 @@ class IngestSummary:
     #: entries left out on purpose, with their reason: symbolic links out of the roots,
     #: broken links, FIFOs, sockets and devices (``{"path", "reason"}``; no document row)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    #: documents indexed only in part (``ingest.max_chunks_per_document``), with the reason
+    #: (``{"path", "reason"}``; the document row keeps it as its ``error``, status ``ok``)
+    truncated: list[dict[str, str]] = field(default_factory=list)
     redacted: dict[str, int] = field(default_factory=dict)
     flagged_chunks: int = 0
     embedder: str = ""
@@ -75,6 +78,7 @@ class IngestSummary:
             "previously_failed": self.previously_failed,
             "skipped_unsupported": self.skipped_unsupported,
             "skipped": [dict(s) for s in self.skipped],
+            "truncated": [dict(t) for t in self.truncated],
             "redacted": dict(self.redacted),
             "flagged_chunks": self.flagged_chunks,
             "embedder": self.embedder,

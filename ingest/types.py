@@ -40,6 +40,8 @@ class ParsedDocument:
     elements: list[Element]
     parser: str  # e.g. "lxml-html", "pdfium", "unstructured:docx"
     title: str = ""
+    #: the text was cut at the document's character budget (ingest.parse.bound_document)
+    truncated: bool = False
 
 
 class ParseError(Exception):

@@ -28,10 +28,11 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from enclave.settings import Settings
 from ingest.changes import Decision
+from ingest.chunk import Chunk
 from ingest.groups import Readers
 from ingest.produce import Item
 from ingest.summary import IngestSummary, now_iso
@@ -50,6 +51,13 @@ if TYPE_CHECKING:
     from store.db import Store
 
 log = logging.getLogger(__name__)
+
+#: the error of a document whose chunks are being written in slices: the row does not claim
+#: the document complete, and a run that stops before the last slice leaves it to be redone
+INCOMPLETE = (
+    "incomplete: its chunks are being written, or the run writing them stopped; "
+    "the next ingest redoes it"
+)
 
 
 class Writer:
@@ -75,19 +83,56 @@ class Writer:
         #: called with a file's path once it is counted (the progress bar)
         self.tick: Callable[[str], None] = lambda _p: None
         self._ready: list[Item] = []
+        self._ready_since = 0.0  # when the oldest queued document was queued
 
     # ------------------------------------------------------------------ batches
     def add(self, item: Item) -> None:
         """Queue a document for writing; write the batch when it is full."""
+        if not self._ready:
+            self._ready_since = time.monotonic()
         self._ready.append(item)
         if self._full():
             self.flush()
+
+    def poll(self) -> None:
+        """Write the queued documents once the oldest has waited ``ingest.commit_interval_s``
+        (called often by the calling thread): a document is never held back for long by
+        documents that take long to parse or embed."""
+        if self._ready and time.monotonic() - self._ready_since >= self._interval():
+            self.flush()
+
+    def _interval(self) -> float:
+        return float(self.settings.ingest.commit_interval_s)
 
     def flush(self) -> None:
         """Write what is queued."""
         if self._ready:
             ready, self._ready = self._ready, []
             self._write(ready)
+
+    def add_slice(self, item: Item) -> None:
+        """Write the embedded chunks of a document still being cut (ingest/embed.py), after
+        the documents queued so far.
+
+        The first slice replaces the document's row by one that does not claim it complete
+        (status ``failed``, error :data:`INCOMPLETE`, no sha256: a run that stops before the
+        last slice leaves a document the next run redoes) and deletes its old chunks; then
+        each slice's chunks are added. The last chunks and the complete row go with the
+        document's final write (:meth:`flush`)."""
+        self.flush()
+        t = time.perf_counter()
+        n = item.embedded
+        rows = self._chunk_rows(item, item.chunks[:n], item.vectors[:n])
+        if item.written == 0:
+            row = self._record(item, STATUS_FAILED, 0, error=INCOMPLETE, sha256="")
+            self.summary.chunks_deleted += self.store.replace_documents([row], [])
+        self.store.append_chunks(rows)
+        self.wrote = True
+        item.written += n
+        del item.chunks[:n]
+        del item.vectors[:n]
+        item.embedded = 0
+        self.stages["write_s"] += time.perf_counter() - t
 
     def skip(self, item: Item) -> None:
         """Count an unchanged file (nothing to write)."""
@@ -101,34 +146,75 @@ class Writer:
         chunks = sum(len(i.chunks) for i in self._ready)
         return chunks >= ing.write_batch_chunks or len(self._ready) >= ing.write_batch_docs
 
-    def _record(self, item: Item, status: str, chunk_count: int) -> DocumentRecord:
+    def _record(
+        self,
+        item: Item,
+        status: str,
+        chunk_count: int,
+        *,
+        error: str | None = None,
+        sha256: str | None = None,
+    ) -> DocumentRecord:
         src = item.source
+        if error is None:
+            error = item.truncated if status == STATUS_OK else item.error
         return DocumentRecord(
             doc_id=src.doc_id,
             path=src.path,
             title=safe_text(
                 item.title or (item.old.title if item.old and status != STATUS_OK else "")
             ),
-            sha256=src.sha256,
+            sha256=src.sha256 if sha256 is None else sha256,
             size=src.size,
             mtime=src.mtime,
             parser=item.parser,
             status=status,
-            error=safe_text(item.error),
+            error=safe_text(error),
             chunk_count=chunk_count,
             ingested_at=now_iso(),
             embedder=self._embedder_name(),
             groups=list(src.groups),
         )
 
+    def _chunk_rows(self, item: Item, chunks: list[Chunk], vectors: list[Any]) -> list[ChunkRecord]:
+        """Rows of ``chunks`` of ``item``, with the document's groups and, under
+        ``security.flag_injection``, each chunk's prompt-injection flags."""
+        src = item.source
+        flag = self.settings.security.flag_injection
+        if flag:
+            from enclave.security.injection import flag_injection
+        rows: list[ChunkRecord] = []
+        for c, vec in zip(chunks, vectors, strict=True):
+            flags = flag_injection(c.text) if flag else []
+            if flags:
+                self.summary.flagged_chunks += 1
+            rows.append(
+                ChunkRecord(
+                    chunk_id=c.chunk_id,
+                    doc_id=c.doc_id,
+                    ordinal=c.ordinal,
+                    text=c.text,
+                    vector=vec,
+                    source=src.path,
+                    title=safe_text(item.title),
+                    page=c.page,
+                    heading_path=c.heading_path,
+                    char_start=c.char_start,
+                    char_end=c.char_end,
+                    tokens=c.tokens,
+                    groups=list(src.groups),
+                    flags=flags,
+                )
+            )
+        return rows
+
     def _write(self, items: list[Item]) -> None:
         t = time.perf_counter()
         docs: list[DocumentRecord] = []
         chunks: list[ChunkRecord] = []
         touched: list[DocumentRecord] = []
-        flag = self.settings.security.flag_injection
-        if flag:
-            from enclave.security.injection import flag_injection
+        sliced: list[DocumentRecord] = []  # documents written in slices: rows go last
+        sliced_chunks: list[ChunkRecord] = []
         for item in items:
             src = item.source
             if item.kind == "touch":
@@ -139,34 +225,23 @@ class Writer:
                 touched.append(row)
                 continue
             if item.kind == "chunks":
-                docs.append(self._record(item, STATUS_OK, len(item.chunks)))
-                for c, vec in zip(item.chunks, item.vectors, strict=True):
-                    flags = flag_injection(c.text) if flag else []
-                    if flags:
-                        self.summary.flagged_chunks += 1
-                    chunks.append(
-                        ChunkRecord(
-                            chunk_id=c.chunk_id,
-                            doc_id=c.doc_id,
-                            ordinal=c.ordinal,
-                            text=c.text,
-                            vector=vec,
-                            source=src.path,
-                            title=item.title,
-                            page=c.page,
-                            heading_path=c.heading_path,
-                            char_start=c.char_start,
-                            char_end=c.char_end,
-                            tokens=c.tokens,
-                            groups=list(src.groups),
-                            flags=flags,
-                        )
-                    )
+                rows = self._chunk_rows(item, item.chunks, item.vectors)
+                if item.written:
+                    sliced.append(self._record(item, STATUS_OK, item.chunk_count))
+                    sliced_chunks.extend(rows)
+                else:
+                    docs.append(self._record(item, STATUS_OK, item.chunk_count))
+                    chunks.extend(rows)
             else:
                 status = STATUS_EMPTY if item.kind == "empty" else STATUS_FAILED
                 docs.append(self._record(item, status, 0))
         if docs:
             self.summary.chunks_deleted += self.store.replace_documents(docs, chunks)
+            self.wrote = True
+        if sliced:
+            # their earlier slices are in: add the rest, then the rows that complete them
+            self.store.append_chunks(sliced_chunks)
+            self.store.upsert_document_rows(sliced)
             self.wrote = True
         if touched:
             self.store.upsert_document_rows(touched)
@@ -182,7 +257,9 @@ class Writer:
         if item.kind == "touch":
             s.unchanged += 1
         elif item.kind == "chunks":
-            s.chunks_added += len(item.chunks)
+            s.chunks_added += item.chunk_count
+            if item.truncated:
+                s.truncated.append({"path": item.source.path, "reason": item.truncated})
             for kind, n in item.redacted.items():
                 s.redacted[kind] = s.redacted.get(kind, 0) + n
             if item.old is None:
