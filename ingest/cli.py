@@ -2,6 +2,9 @@
 
 Exit codes: 0 all files ingested (or unchanged), 1 some files failed (listed with reasons),
 2 usage error (missing path, bad flag or group, embedder mismatch, invalid settings).
+
+stdout holds only the summary (one JSON object with ``--json``); progress goes to stderr
+(:func:`progress_kind`, ingest/progress.py).
 """
 
 from __future__ import annotations
@@ -70,6 +73,15 @@ def ingest_command(
             "(ingest.follow_external_links); by default they are skipped and listed",
         ),
     ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="JSON progress lines on stderr (default: a bar on a terminal without --json, "
+            "lines when stderr is not a terminal)",
+            show_default=False,
+        ),
+    ] = None,
     redact_pii: Annotated[
         bool,
         typer.Option(
@@ -106,7 +118,7 @@ def ingest_command(
         if exclude:
             settings.ingest.exclude = [*settings.ingest.exclude, *exclude]
         checked = parse_groups(groups)
-        show = not as_json and sys.stderr.isatty()
+        show = progress_kind(progress, as_json=as_json, tty=sys.stderr.isatty())
         summary = ingest_paths(settings, paths, prune=prune, groups=checked, progress=show)
     except EnclaveError as exc:
         raise fail(exc) from exc
@@ -115,6 +127,18 @@ def ingest_command(
     else:
         _print_summary(summary.to_dict())
     raise typer.Exit(0 if summary.ok else 1)
+
+
+def progress_kind(flag: bool | None, *, as_json: bool, tty: bool) -> bool | str:
+    """What ``enclave ingest`` shows on stderr while it runs: ``"lines"`` (JSON progress
+    lines) with ``--progress`` or when stderr is not a terminal, the bar (True) on a terminal
+    without ``--json``, nothing (False) with ``--no-progress`` or ``--json`` on a terminal.
+    stdout only ever holds the summary."""
+    if flag is False:
+        return False
+    if flag or not tty:
+        return "lines"
+    return not as_json
 
 
 def _print_summary(d: dict[str, Any]) -> None:

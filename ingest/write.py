@@ -80,8 +80,11 @@ class Writer:
         self._embedder_name = embedder_name
         #: something was written in this run (the index is optimised, the snapshot read again)
         self.wrote = False
-        #: called with a file's path once it is counted (the progress bar)
-        self.tick: Callable[[str], None] = lambda _p: None
+        #: called once a file is counted, with its path, its size and whether it needed work
+        #: (hashing or parsing): the progress bar or lines
+        self.tick: Callable[[str, int, bool], None] = lambda _p, _s, _w: None
+        #: chunks committed so far in this run, slices of unfinished documents included
+        self.chunks_written = 0
         self._ready: list[Item] = []
         self._ready_since = 0.0  # when the oldest queued document was queued
 
@@ -128,6 +131,7 @@ class Writer:
             self.summary.chunks_deleted += self.store.replace_documents([row], [])
         self.store.append_chunks(rows)
         self.wrote = True
+        self.chunks_written += n
         item.written += n
         del item.chunks[:n]
         del item.vectors[:n]
@@ -139,7 +143,7 @@ class Writer:
         self.summary.unchanged += 1
         if item.old is not None and item.old.status != STATUS_OK:
             self.summary.previously_failed += 1  # failed or empty before, still unchanged
-        self.tick(item.source.path)
+        self.tick(item.source.path, item.source.size, False)
 
     def _full(self) -> bool:
         ing = self.settings.ingest
@@ -248,9 +252,10 @@ class Writer:
             self.wrote = True
         self.stages["write_s"] += time.perf_counter() - t
         # the summary counts a file once it is safely written
+        self.chunks_written += len(chunks) + len(sliced_chunks)
         for item in items:
             self._count(item)
-            self.tick(item.source.path)
+            self.tick(item.source.path, item.source.size, True)
 
     def _count(self, item: Item) -> None:
         s = self.summary
