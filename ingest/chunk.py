@@ -16,6 +16,11 @@ Rules:
 
 ``Chunk.text`` is exactly ``full_text[char_start:char_end]`` (the stored, cited text); the
 heading path is stored beside it.
+
+Chunks are cut as they are taken (:meth:`Chunker.iter_chunks`, :class:`ChunkStream`): a
+section is tokenized in blocks and only a window of its tokens is held, so memory does not
+grow with a section's size; a :class:`ChunkStream` stops at a document's chunk cap and says
+where.
 """
 
 from __future__ import annotations

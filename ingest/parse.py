@@ -8,6 +8,10 @@ python-docx / python-pptx / openpyxl / lxml for DOCX, PPTX, XLSX and ODT, and pl
 text, CSV/TSV and e-mail. unstructured (strategy "fast", no OCR, loaded lazily and offline)
 handles EPUB, RTF, reStructuredText, Org and XML. Importing this module loads neither
 unstructured nor torch.
+
+A parsed document keeps at most its character budget (:func:`document_char_budget`) and
+:data:`MAX_ELEMENTS` elements (:func:`bound_document`, applied in the parser process): what a
+huge file holds beyond it never reaches the ingesting process.
 """
 
 from __future__ import annotations

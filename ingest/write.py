@@ -2,7 +2,11 @@
 
 Documents reach the :class:`Writer` one by one (ingest/embed.py) and are written in large,
 bounded batches: a batch goes out once it holds ``ingest.write_batch_chunks`` chunks or
-``ingest.write_batch_docs`` documents, and the rest at the end of the run.
+``ingest.write_batch_docs`` documents, once its first document has waited
+``ingest.commit_interval_s`` (:meth:`Writer.poll`), before a slice, and the rest at the end
+of the run. A document too big to wait for (still being cut after ``write_batch_chunks``
+embedded chunks) is written in slices (:meth:`Writer.add_slice`) behind a row that does not
+claim it complete (:data:`INCOMPLETE`); its complete row is written after its last chunks.
 ``Store.replace_documents`` deletes a document's old chunks before adding the new ones and
 writes its row last, so a document whose write was interrupted has a missing or stale row and
 the next run redoes it, never doubles it; chunks left without a row are removed when a run
@@ -10,8 +14,9 @@ starts (:meth:`Writer.remove_orphans`).
 
 What each item becomes:
 
-* ``chunks``: a document row (``ok``) and a chunk row per chunk, with the document's groups
-  and, under ``security.flag_injection``, the prompt-injection flags of each chunk;
+* ``chunks``: a document row (``ok``; its ``error`` says why when it was indexed in part) and
+  a chunk row per chunk, with the document's groups and, under ``security.flag_injection``,
+  the prompt-injection flags of each chunk;
 * ``failed`` and ``empty``: a row that says why, and no chunks (old chunks go);
 * ``touch``: the stored row with its new size, mtime and groups, nothing re-embedded.
 
