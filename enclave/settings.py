@@ -74,6 +74,24 @@ class IngestSettings(_Section):
     write_batch_docs: int = Field(
         default=256, ge=1, description="... or once this many documents are ready"
     )
+    commit_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="documents ready to be written wait at most this long for a batch to "
+        "fill before they are committed",
+    )
+    follow_external_links: bool = Field(
+        default=False,
+        description="follow symbolic links whose target lies outside the folders given (by "
+        "default they are skipped and listed); such files get groups only from an ACL policy "
+        "rule matching their real path",
+    )
+    max_chunks_per_document: int = Field(
+        default=20_000,
+        ge=1,
+        description="index at most this many chunks of one document; the rest is left out "
+        "and the document is listed as truncated",
+    )
 
 
 class RetrievalSettings(_Section):

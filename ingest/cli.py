@@ -5,6 +5,9 @@ Exit codes: 0 all files ingested (or unchanged) and the release step went throug
 files failed (listed with reasons), or the run's candidate was held by the rails or rejected
 by the gate (the reasons and how to force it are printed); 2 usage error (missing path, bad
 flag or group, embedder mismatch, invalid settings, another writer busy).
+
+stdout holds only the summary (one JSON object with ``--json``); progress goes to stderr
+(:func:`progress_kind`, ingest/progress.py).
 """
 
 from __future__ import annotations
@@ -73,6 +76,23 @@ def ingest_command(
             "--policy", help="TOML ACL policy: path globs -> groups (security.policy_file)"
         ),
     ] = None,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links",
+            help="follow symbolic links to files and folders outside PATH "
+            "(ingest.follow_external_links); by default they are skipped and listed",
+        ),
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="JSON progress lines on stderr (default: a bar on a terminal without --json, "
+            "lines when stderr is not a terminal)",
+            show_default=False,
+        ),
+    ] = None,
     redact_pii: Annotated[
         bool,
         typer.Option(
@@ -93,6 +113,8 @@ def ingest_command(
             "chunk_overlap": chunk_overlap,
         }
     }
+    if follow_links:
+        overrides["ingest"]["follow_external_links"] = True
     security: dict[str, Any] = {}
     if policy is not None:
         security["policy_file"] = policy
@@ -107,7 +129,7 @@ def ingest_command(
         if exclude:
             settings.ingest.exclude = [*settings.ingest.exclude, *exclude]
         checked = parse_groups(groups)
-        show = not as_json and sys.stderr.isatty()
+        show = progress_kind(progress, as_json=as_json, tty=sys.stderr.isatty())
         summary = ingest_paths(
             settings, paths, prune=prune, groups=checked, progress=show, hooks=_HOOKS["hooks"]
         )
@@ -118,6 +140,18 @@ def ingest_command(
     else:
         _print_summary(summary.to_dict())
     raise typer.Exit(0 if summary.ok and not summary.release_blocked else 1)
+
+
+def progress_kind(flag: bool | None, *, as_json: bool, tty: bool) -> bool | str:
+    """What ``enclave ingest`` shows on stderr while it runs: ``"lines"`` (JSON progress
+    lines) with ``--progress`` or when stderr is not a terminal, the bar (True) on a terminal
+    without ``--json``, nothing (False) with ``--no-progress`` or ``--json`` on a terminal.
+    stdout only ever holds the summary."""
+    if flag is False:
+        return False
+    if flag or not tty:
+        return "lines"
+    return not as_json
 
 
 def _print_summary(d: dict[str, Any]) -> None:
@@ -139,6 +173,14 @@ def _print_summary(d: dict[str, Any]) -> None:
         table.add_row("flagged chunks", str(d["flagged_chunks"]))
     table.add_row("seconds", f"{d['seconds']:.1f}")
     console.print(table)
+    for key, title in (("skipped", "Skipped"), ("truncated", "Indexed in part")):
+        if d.get(key):
+            listed = Table(title=title, show_header=True)
+            listed.add_column("path", overflow="fold")
+            listed.add_column("reason", overflow="fold")
+            for s in d[key]:
+                listed.add_row(s["path"], s["reason"])
+            console.print(listed)
     rel = d.get("release") or {}
     if rel.get("id"):
         state = "live" if rel.get("promoted") else rel.get("state")
@@ -199,6 +241,9 @@ def index_status(data_dir: Path) -> dict[str, Any]:
         for d in docs
         if d.status != STATUS_OK
     ]
+    truncated = [
+        {"path": d.path, "reason": d.error} for d in docs if d.status == STATUS_OK and d.error
+    ]
     last = read_last_ingest(data_dir)
     ingested = [d.ingested_at for d in docs if d.ingested_at]
     meta = store.meta()
@@ -209,6 +254,7 @@ def index_status(data_dir: Path) -> dict[str, Any]:
         "documents_by_status": counts,
         "chunks": view.count_chunks(),
         "failures": failures,
+        "truncated": truncated,
         "embedder": {"name": meta.get("embedder"), "dimension": meta.get("dimension")},
         "index_bytes": store.size_bytes(),
         "last_ingest": last["finished_at"] if last else (max(ingested) if ingested else None),
@@ -279,6 +325,13 @@ def _print_status(r: dict[str, Any]) -> None:
         for f in r["failures"]:
             errors.add_row(f["path"], f["status"], f["error"])
         console.print(errors)
+    if r.get("truncated"):
+        part = Table(title="Indexed in part", show_header=True)
+        part.add_column("path", overflow="fold")
+        part.add_column("reason", overflow="fold")
+        for t in r["truncated"]:
+            part.add_row(t["path"], t["reason"])
+        console.print(part)
 
 
 def _human_bytes(n: int) -> str:

@@ -32,7 +32,8 @@ purge is refused while it runs. Before writing, the head is prepared
 a head holding a rejected, held or rolled-back release is restored to the live one. Nothing
 this run writes is served before it is promoted.
 
-The progress bar advances once per file as it is counted. ``summary.stages`` holds where the
+The progress (a bar, or JSON lines on stderr: ingest/progress.py) advances once per file as it
+is counted. ``summary.stages`` holds where the
 time went, in seconds: ``walk_s``, ``hash_s``, ``parse_wait_s`` (only the time spent waiting
 for the parsers), ``clean_s``, ``chunk_s``, ``embed_s``, ``write_s``, ``setup_s``,
 ``optimize_s`` (when something was written: fragments and the full-text index, see
@@ -53,7 +54,7 @@ from typing import TYPE_CHECKING
 
 from enclave.offline import enforce_offline
 from enclave.settings import Settings
-from ingest.changes import leave_snapshot, no_release, plan, unchanged_run
+from ingest.changes import Plan, leave_snapshot, no_release, plan, unchanged_run
 from ingest.embed import Embedding, LazyEmbedder
 from ingest.groups import Readers, parse_groups
 from ingest.produce import Producer
@@ -66,6 +67,7 @@ from models.embedder import Embedder
 from store.lock import WriterLock
 
 if TYPE_CHECKING:
+    from ingest.progress import IngestProgress, LineProgress
     from store.db import Store
     from store.releases import Releases
 
@@ -82,7 +84,7 @@ class _Run:
         embedder: Embedder | None,
         store: Store,
         readers: Readers,
-        progress: bool,
+        progress: bool | str,
         hooks: ReleaseHooks | None = None,
     ) -> None:
         self.settings = settings
@@ -107,6 +109,30 @@ class _Run:
             settings, store, self.summary, self.stages, readers, lambda: self.lazy.name
         )
 
+    def _progress(self, walked: Plan) -> IngestProgress | LineProgress:
+        """The bar (``progress`` true or ``"bar"``), JSON lines on stderr (``"lines"``), or a
+        bar that shows nothing."""
+        from ingest.progress import IngestProgress, LineProgress
+
+        total = len(walked.decisions)
+        if self.show_progress == "lines":
+            work = [d for d in walked.decisions if d.must_hash or d.retry]
+            summary = self.summary
+
+            def stats() -> dict[str, int]:
+                return {
+                    "ingested": summary.ingested,
+                    "updated": summary.updated,
+                    "unchanged": summary.unchanged,
+                    "failed": len(summary.failed),
+                    "chunks_written": self.writer.chunks_written,
+                }
+
+            return LineProgress(
+                total=total, bytes_total=sum(d.file.size for d in work), stats=stats
+            )
+        return IngestProgress(enabled=bool(self.show_progress), total=total)
+
     def run(self) -> IngestSummary:
         t0 = time.perf_counter()
         self.lazy.check_index()
@@ -124,10 +150,9 @@ class _Run:
         self.stages["walk_s"] = time.perf_counter() - tw
         self.summary.files_seen = walked.files_seen
         self.summary.skipped_unsupported = walked.skipped.get("unsupported", 0)
+        self.summary.skipped = [{"path": s.path, "reason": s.reason} for s in walked.skips]
 
-        from ingest.progress import IngestProgress
-
-        with IngestProgress(enabled=self.show_progress, total=len(walked.decisions)) as bar:
+        with self._progress(walked) as bar:
             self.writer.tick = bar.advance
             self.writer.record_issues(walked.issues, state)
             embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
@@ -194,7 +219,7 @@ def ingest_paths(
     embedder: Embedder | None = None,
     store: Store | None = None,
     groups: list[str] | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     hooks: ReleaseHooks | None = None,
 ) -> IngestSummary:
     """Ingest files and folders into the index at ``settings.data_dir``, as a candidate
@@ -205,6 +230,9 @@ def ingest_paths(
     embedder and :class:`~store.lock.WriterBusyError` while another process writes to the
     index. Files that cannot be ingested do not raise: they are listed in ``summary.failed``
     with their reason and the run goes on. ``hooks`` lend the gate (``eval/``).
+
+    ``progress``: true (or ``"bar"``) shows a bar on stderr, ``"lines"`` writes JSON progress
+    lines to stderr (ingest/progress.py), false shows nothing.
     """
     enforce_offline()
     roots = check_roots(paths)
@@ -229,7 +257,7 @@ def ingest_paths(
             prune=prune,
             embedder=embedder,
             store=store,
-            readers=Readers(policy, checked),
+            readers=Readers(policy, checked, tuple(roots)),
             progress=progress,
             hooks=hooks,
         )

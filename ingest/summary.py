@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from enclave.settings import Settings
+from store.records import path_key
 
 LAST_INGEST_FILE = "last-ingest.json"
 
@@ -44,6 +45,12 @@ class IngestSummary:
     empty: int = 0
     previously_failed: int = 0
     skipped_unsupported: int = 0
+    #: entries left out on purpose, with their reason: symbolic links out of the roots,
+    #: broken links, FIFOs, sockets and devices (``{"path", "reason"}``; no document row)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    #: documents indexed only in part (``ingest.max_chunks_per_document``), with the reason
+    #: (``{"path", "reason"}``; the document row keeps it as its ``error``, status ``ok``)
+    truncated: list[dict[str, str]] = field(default_factory=list)
     redacted: dict[str, int] = field(default_factory=dict)
     flagged_chunks: int = 0
     embedder: str = ""
@@ -79,6 +86,8 @@ class IngestSummary:
             "empty": self.empty,
             "previously_failed": self.previously_failed,
             "skipped_unsupported": self.skipped_unsupported,
+            "skipped": [dict(s) for s in self.skipped],
+            "truncated": [dict(t) for t in self.truncated],
             "redacted": dict(self.redacted),
             "flagged_chunks": self.flagged_chunks,
             "embedder": self.embedder,
@@ -98,7 +107,8 @@ def write_last_ingest(settings: Settings, roots: list[str], summary: IngestSumma
     """The record ``enclave status`` shows: when the last run finished, over what, and its
     summary."""
     path = Path(settings.data_dir) / LAST_INGEST_FILE
-    data = {"finished_at": now_iso(), "roots": roots, "summary": summary.to_dict()}
+    keys = [path_key(r) for r in roots]
+    data = {"finished_at": now_iso(), "roots": keys, "summary": summary.to_dict()}
     with contextlib.suppress(OSError):
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2), "utf-8")

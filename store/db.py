@@ -201,6 +201,18 @@ class Store(TableReader):
             )
             return deleted
 
+    def append_chunks(self, chunks: Sequence[ChunkRecord]) -> None:
+        """Add chunks without touching their documents' rows or other chunks: for a document
+        written in slices, whose row the caller writes last (before it, a row that does not
+        claim the document complete). One commit."""
+        if not chunks:
+            return
+        with self._lock:
+            table = self.chunks_table(create=True)
+            assert table is not None
+            rows = [c.to_row() for c in chunks]
+            table.add(pa.Table.from_pylist(rows, schema=chunks_schema(self.dimension or 0)))
+
     def _delete_chunks(self, doc_ids: Sequence[str]) -> int:
         table = self.chunks_table()
         if table is None or not doc_ids:
