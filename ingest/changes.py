@@ -135,10 +135,10 @@ def expected_embedder_name(settings: Settings) -> str | None:
     """The identity the configured embedder will have, found without loading it (None when
     it cannot be told cheaply; the index is then checked when the embedder loads)."""
     model = settings.embedder.model
-    if model == "hash":
-        from models.embedder import HashEmbedder
+    from models.embedder import HashEmbedder, hash_dimension, is_hash_model
 
-        return HashEmbedder().name
+    if is_hash_model(model):
+        return HashEmbedder(dimension=hash_dimension(model)).name
     from models.bundled import resolve_embedder
 
     path = resolve_embedder(model)  # ConfigError when the model is not installed
@@ -170,10 +170,13 @@ def unchanged_run(
     if settings.ingest.rehash or groups is not None or policy.rules:
         return None
     t0 = time.perf_counter()
-    snapshot = load_snapshot(settings.data_dir, settings.lance_dir)
+    from store.sets import active_tables, set_dir
+
+    tables_dir = set_dir(settings.lance_dir, active_tables(settings.lance_dir))
+    snapshot = load_snapshot(settings.data_dir, settings.lance_dir, tables_dir)
     if snapshot is None:
         return None
-    bound = str(read_index_meta(settings.lance_dir).get("embedder") or "")
+    bound = str(read_index_meta(tables_dir).get("embedder") or "")
     expected = embedder.name if embedder is not None else expected_embedder_name(settings)
     if not bound or (expected and not same_embedder(bound, expected)):
         return None  # the full path explains the mismatch
@@ -243,5 +246,5 @@ def leave_snapshot(
         signature, state = read
     if signature is not None and index_signature(store.path) == signature:
         write_snapshot(
-            settings.data_dir, signature, state, retryable, live=live_release(store.path)
+            settings.data_dir, signature, state, retryable, live=live_release(store.root)
         )

@@ -56,6 +56,17 @@ SMALL_DOCUMENT_CHUNKS = 256
 POLL_S = 0.5
 
 
+def build_settings(settings: Settings) -> dict[str, object]:
+    """What a table set is built with, kept in its ``enclave-index.json``: the embedder's
+    settings (a server loads the same embedder from them when the set goes live) and the
+    chunking."""
+    return {
+        "embedder": settings.embedder.model_dump(mode="json"),
+        "chunk_tokens": settings.ingest.chunk_tokens,
+        "chunk_overlap": settings.ingest.chunk_overlap,
+    }
+
+
 class LazyEmbedder:
     """Loads the embedder (and binds the index to it) the first time a chunk needs it."""
 
@@ -82,7 +93,9 @@ class LazyEmbedder:
                 self._embedder = load_embedder(self._settings.embedder)
                 self.load_seconds = time.perf_counter() - t0
             if not self._bound:
-                self._store.bind_embedder(self._embedder.name, self._embedder.dimension)
+                self._store.bind_embedder(
+                    self._embedder.name, self._embedder.dimension, build_settings(self._settings)
+                )
                 self._bound = True
             self.name = self._embedder.name
             return self._embedder
@@ -98,9 +111,8 @@ class LazyEmbedder:
         if bound and expected and not same_embedder(bound, expected):
             raise EmbedderMismatchError(
                 f"this index was built with embedder {bound}, not {expected}. Mixing them would "
-                "corrupt search. To re-embed with the new model, ingest into a new data "
-                f"directory (--data-dir NEW) and point the server at it, or remove "
-                f"{self._store.path} and ingest again."
+                "corrupt search. To re-embed with the new model while the server keeps "
+                "serving the old one, run `enclave reindex` (docs/sync.md)."
             )
 
 

@@ -13,7 +13,7 @@ A run that gives ``--groups`` or has a policy also regroups the documents it lea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,6 +48,9 @@ class Readers:
     groups: list[str] | None
     #: the roots of the run (real paths or keys): ``--groups`` reach only documents below them
     roots: tuple[str, ...] = ()
+    #: groups of documents new to this run's tables, by path: what the live release gave
+    #: them (a re-index into new tables keeps who may read what)
+    inherited: Mapping[str, list[str]] | None = None
 
     @property
     def may_regroup(self) -> bool:
@@ -74,4 +77,6 @@ class Readers:
             return self.policy.groups_for(path, cli or [])
         if self.groups is not None:
             return list(cli or [])
-        return list(old.groups) if old is not None else []
+        if old is not None:
+            return list(old.groups)
+        return list((self.inherited or {}).get(path, []))

@@ -174,6 +174,7 @@ class _Run:
         if outcome is not None or prepared.restored_from:
             tp = time.perf_counter()
             self.store.prune()  # what the releases dropped now, and the run's own steps
+            releases.drop_unused_sets()  # table sets no retained release needs (reindex)
             self.stages["prune_s"] = time.perf_counter() - tp
         if outcome is not None and outcome.blocked:
             forget_snapshot(self.settings.data_dir)  # the next run restores the head
@@ -221,6 +222,8 @@ def ingest_paths(
     groups: list[str] | None = None,
     progress: bool | str = False,
     hooks: ReleaseHooks | None = None,
+    table_set: str | None = None,
+    inherit_groups: dict[str, list[str]] | None = None,
 ) -> IngestSummary:
     """Ingest files and folders into the index at ``settings.data_dir``, as a candidate
     release (promoted at once under ``release.auto_promote`` when it passes).
@@ -233,6 +236,10 @@ def ingest_paths(
 
     ``progress``: true (or ``"bar"``) shows a bar on stderr, ``"lines"`` writes JSON progress
     lines to stderr (ingest/progress.py), false shows nothing.
+
+    The run writes to the table set of the live release (store/sets.py), or to
+    ``table_set`` (``enclave reindex``: a new set built beside the live one), whose new
+    documents get the groups ``inherit_groups`` names for their paths.
     """
     enforce_offline()
     roots = check_roots(paths)
@@ -242,22 +249,25 @@ def ingest_paths(
     policy = AclPolicy.load(settings.security.policy_file)  # ConfigError: exit code 2
     with WriterLock(settings.lance_dir, "enclave ingest"):
         if store is None:
-            quick = unchanged_run(
-                settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
-            )
-            if quick is not None:
-                write_last_ingest(settings, roots, quick)
-                return quick
+            if table_set is None:
+                quick = unchanged_run(
+                    settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
+                )
+                if quick is not None:
+                    write_last_ingest(settings, roots, quick)
+                    return quick
             from store.db import Store
+            from store.sets import active_tables
 
-            store = Store(settings.lance_dir)
+            tables = table_set if table_set is not None else active_tables(settings.lance_dir)
+            store = Store(settings.lance_dir, tables=tables)
         run = _Run(
             settings,
             roots,
             prune=prune,
             embedder=embedder,
             store=store,
-            readers=Readers(policy, checked, tuple(roots)),
+            readers=Readers(policy, checked, tuple(roots), inherit_groups),
             progress=progress,
             hooks=hooks,
         )

@@ -112,8 +112,11 @@ def forget_snapshot(data_dir: str | Path) -> None:
         (Path(data_dir) / SNAPSHOT_FILE).unlink()
 
 
-def load_snapshot(data_dir: str | Path, lance_dir: str | Path) -> Snapshot | None:
-    """The snapshot, when present, well formed and still matching the index; else None."""
+def load_snapshot(
+    data_dir: str | Path, lance_dir: str | Path, tables_dir: str | Path | None = None
+) -> Snapshot | None:
+    """The snapshot, when present, well formed and still matching the index (the tables in
+    ``tables_dir``, by default ``lance_dir``: store/sets.py); else None."""
     try:
         data = json.loads((Path(data_dir) / SNAPSHOT_FILE).read_text("utf-8"))
         if data.get("format") != SNAPSHOT_FORMAT:
@@ -126,6 +129,7 @@ def load_snapshot(data_dir: str | Path, lance_dir: str | Path) -> Snapshot | Non
         live = data.get("live")
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
-    if index_signature(lance_dir) != signature or live_release(lance_dir) != live:
+    tables_dir = lance_dir if tables_dir is None else tables_dir
+    if index_signature(tables_dir) != signature or live_release(lance_dir) != live:
         return None
     return Snapshot(signature=signature, docs=docs, live=live)

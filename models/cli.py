@@ -30,7 +30,9 @@ def describe_embedder(model: str) -> dict[str, Any]:
     from models.bundled import BUNDLED_EMBEDDER_NAME, resolve_embedder
 
     info: dict[str, Any] = {"setting": model, "bundled": model == "bundled"}
-    if model == "hash":
+    from models.embedder import is_hash_model
+
+    if is_hash_model(model):
         return {**info, "name": "hash (test embedder)", "path": None}
     try:
         path = resolve_embedder(model)

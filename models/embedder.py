@@ -163,10 +163,24 @@ class HashEmbedder(Embedder):
         return out
 
 
+_HASH_MODEL = re.compile(r"^hash(?:-([1-9][0-9]{0,4}))?$")
+
+
+def is_hash_model(model: str) -> bool:
+    """Whether ``embedder.model`` names the hash embedder: ``hash`` (64 dimensions) or
+    ``hash-N``."""
+    return _HASH_MODEL.match(model) is not None
+
+
+def hash_dimension(model: str) -> int:
+    m = _HASH_MODEL.match(model)
+    return int(m.group(1)) if m and m.group(1) else 64
+
+
 def load_embedder(settings: EmbedderSettings) -> Embedder:
     """The embedder the settings name: 'bundled', 'hash' (tests) or a model folder."""
-    if settings.model == "hash":
-        return HashEmbedder(batch_size=settings.batch_size)
+    if is_hash_model(settings.model):
+        return HashEmbedder(dimension=hash_dimension(settings.model), batch_size=settings.batch_size)
     from models.bundled import BUNDLED_EMBEDDER_NAME, resolve_embedder
 
     path = resolve_embedder(settings.model)

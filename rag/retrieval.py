@@ -44,7 +44,7 @@ from store.records import Candidate, DocumentRecord, SearchFilters, SearchHit
 if TYPE_CHECKING:
     from enclave.settings import Settings
     from models.embedder import Embedder
-    from store.reader import IndexSource
+    from store.reader import IndexSource, TableReader
 
 #: characters of the question used for retrieval (the embedder truncates far earlier)
 QUERY_CHARS = 4000
@@ -182,15 +182,26 @@ class Retriever:
         embedder: Embedder,
         *,
         embed_lock: threading.Lock | None = None,
+        embedders: Callable[[str | None], Embedder | None] | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
         self.embedder = embedder
         self.embed_lock = embed_lock or threading.Lock()
+        #: the embedder of a release built with another model (a re-index), by its name
+        self.embedders = embedders
 
-    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+    def embedder_for(self, reader: TableReader) -> Embedder:
+        """The embedder whose vectors ``reader``'s tables hold: questions are embedded by the
+        model of the release they search (a server follows releases across re-indexes)."""
+        name = getattr(reader, "embedder_name", None)
+        if self.embedders is None or name is None or name == self.embedder.name:
+            return self.embedder
+        return self.embedders(name) or self.embedder
+
+    def embed_query(self, text: str, embedder: Embedder | None = None) -> npt.NDArray[np.float32]:
         with self.embed_lock:
-            return self.embedder.embed_query(text[:QUERY_CHARS])
+            return (embedder or self.embedder).embed_query(text[:QUERY_CHARS])
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         with self.embed_lock:
@@ -210,8 +221,8 @@ class Retriever:
         k, n = self._depth(top_k)
         if not query.strip():
             raise UsageError("the query is empty")
-        vector = self.embed_query(query)
         reader = self.index.reader()
+        vector = self.embed_query(query, self.embedder_for(reader))
         dense = reader.vector_search(vector, n, filters)
         sparse = reader.text_search(query[:QUERY_CHARS], n, filters)
         result = rank(vector, dense, sparse, self.settings, top_k=k)
@@ -237,10 +248,10 @@ class Retriever:
         (wall time of each phase)."""
         k, n = self._depth(top_k)
         t0 = time.perf_counter()
-        vectors = self.embed_queries(queries)
+        reader = self.index.reader()
+        vectors = self.embed_queries(queries, self.embedder_for(reader))
         t1 = time.perf_counter()
         restricted = filters is not None and filters != SearchFilters()
-        reader = self.index.reader()
         dense_all: list[list[Candidate]] | None = None
         if not restricted and reader.count_chunks() <= EXACT_BATCH_MAX:
             dense_all = reader.exact_index().search(vectors, n)
@@ -270,11 +281,15 @@ class Retriever:
             timings["search_s"] = time.perf_counter() - t1
         return out
 
-    def embed_queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    def embed_queries(
+        self, texts: Sequence[str], embedder: Embedder | None = None
+    ) -> npt.NDArray[np.float32]:
         """Every question embedded, in batches of similar length."""
+        model = embedder or self.embedder
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
+        out = np.zeros((len(texts), model.dimension), dtype=np.float32)
         for start in range(0, len(order), EMBED_BATCH):
             idx = order[start : start + EMBED_BATCH]
-            out[idx] = self.embed([texts[i][:QUERY_CHARS] for i in idx])
+            with self.embed_lock:
+                out[idx] = model.embed([texts[i][:QUERY_CHARS] for i in idx])
         return out

@@ -34,8 +34,78 @@ if TYPE_CHECKING:
     from models.embedder import Embedder
     from models.generator import Generator
     from store.db import Store
+    from store.view import IndexView
 
 log = logging.getLogger("enclave.server")
+
+
+class Embedders:
+    """The embedders a server holds, by name: the configured one, and the one of each table
+    set (store/sets.py) a promotion made live, loaded from the settings the set recorded
+    (``enclave-index.json`` ``build.embedder``). A release of another set is served once its
+    embedder is loaded (in the background: the current release is served meanwhile), so a
+    question is always embedded by the model its release's vectors came from."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_name: dict[str, Embedder] = {}
+        self._loading: set[str] = set()
+        self._failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, embedder: Embedder) -> None:
+        with self._lock:
+            self._by_name.setdefault(embedder.name, embedder)
+
+    def get(self, name: str | None) -> Embedder | None:
+        return None if name is None else self._by_name.get(name)
+
+    def ready_for(self, view: IndexView, *, wait: bool = False) -> bool:
+        """Whether the embedder of ``view``'s tables is loaded; starts loading it when not
+        (``wait``: loads it now)."""
+        name = view.embedder_name
+        if name is None or name in self._by_name:
+            return True
+        build = (view.meta.get("build") or {}).get("embedder")
+        if not isinstance(build, dict):
+            if name not in self._failed:
+                self._failed[name] = "its table set does not record how to load it"
+                log.error("cannot serve %s: embedder %s unknown", view.release_id, name)
+            return False
+        with self._lock:
+            if name in self._loading or name in self._failed:
+                return False
+            self._loading.add(name)
+        if wait:
+            self._load(name, build)
+            return name in self._by_name
+        threading.Thread(
+            target=self._load, args=(name, build), name="enclave-embedder", daemon=True
+        ).start()
+        return False
+
+    def _load(self, name: str, build: dict[str, object]) -> None:
+        from enclave.settings import EmbedderSettings
+        from models.embedder import load_embedder
+
+        own = self.settings.embedder
+        try:
+            spec = EmbedderSettings.model_validate(
+                {**build, "device": own.device, "threads": own.threads}
+            )
+            embedder = load_embedder(spec)
+            if embedder.name != name:
+                raise EmbedderMismatchError(
+                    f"{spec.model} loads as {embedder.name}, but the tables were built with {name}"
+                )
+            self.add(embedder)
+            log.info("embedder %s loaded for a release of another table set", name)
+        except Exception as exc:  # noqa: BLE001 - reported, the current release stays served
+            self._failed[name] = str(exc)
+            log.error("cannot load embedder %s: %s", name, exc)
+        finally:
+            with self._lock:
+                self._loading.discard(name)
 
 
 @dataclass
@@ -72,7 +142,10 @@ class AppState:
         self.security = security
         self._generator = generator
         self._embedder = embedder
-        self._index: LiveIndex | None = None if store is None else LiveIndex(store.path)
+        self.embedders = Embedders(settings)
+        self._index: LiveIndex | None = (
+            None if store is None else LiveIndex(store.root)
+        )
         self._owned: list[Generator] = []
         self.services: Services | None = None
         self.error: str | None = None
@@ -139,8 +212,15 @@ class AppState:
     def _build(self) -> None:
         index, embedder, generator = self._index, self._embedder, self._generator
         assert index is not None and embedder is not None and generator is not None
+        from store.view import IndexView
+
+        self.embedders.add(embedder)
+        view = index.reader()
+        if isinstance(view, IndexView):
+            self.embedders.ready_for(view, wait=True)  # a re-indexed release's own embedder
+        index.accept = self.embedders.ready_for  # later releases: their embedder first
         bound = index.embedder_name
-        if bound is not None and (bound != embedder.name or index.dimension != embedder.dimension):
+        if bound is not None and self.embedders.get(bound) is None:
             raise EmbedderMismatchError(
                 f"the index at {index.path} was built with embedder {bound} "
                 f"(dimension {index.dimension}), but the server loaded {embedder.name} "
@@ -149,7 +229,7 @@ class AppState:
         from server.prometheus import ReleaseCollector
 
         self.metrics.registry.register(ReleaseCollector(index))
-        retriever = Retriever(self.settings, index, embedder)
+        retriever = Retriever(self.settings, index, embedder, embedders=self.embedders.get)
         rag = RagService(self.settings, index, embedder, generator, retriever=retriever)
         queue = GenerationQueue(
             self.settings.server.queue_size,

@@ -68,10 +68,22 @@ class Store(TableReader):
     """The head of the Enclave index at ``<data_dir>/lancedb``. Safe to share between
     threads; one writer process at a time (store/lock.py)."""
 
-    def __init__(self, lance_dir: Path | str, *, read_consistency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        lance_dir: Path | str,
+        *,
+        read_consistency_s: float = 0.0,
+        tables: str | None = None,
+    ) -> None:
         import lancedb
 
-        self.path = Path(lance_dir)
+        from store.sets import set_dir
+
+        #: the index's folder (registry, lock, pointer); ``path`` holds this set's tables
+        self.root = Path(lance_dir)
+        #: the table set (store/sets.py): None for the root set
+        self.tables = tables
+        self.path = set_dir(self.root, tables)
         self.path.mkdir(parents=True, exist_ok=True)
         self._db = lancedb.connect(
             str(self.path), read_consistency_interval=timedelta(seconds=read_consistency_s)
@@ -93,8 +105,12 @@ class Store(TableReader):
         tmp.write_text(json.dumps(meta, indent=2), "utf-8")
         os.replace(tmp, self.meta_path)
 
-    def bind_embedder(self, name: str, dimension: int) -> None:
-        """Record the embedder on a new index; refuse a different one on an existing index."""
+    def bind_embedder(
+        self, name: str, dimension: int, build: dict[str, Any] | None = None
+    ) -> None:
+        """Record the embedder on a new index (with ``build``: the settings it is built
+        with, so a server can load the same embedder); refuse a different one on an existing
+        index."""
         with self._lock:
             meta = self.meta()
             if meta.get("embedder") and (
@@ -103,12 +119,13 @@ class Store(TableReader):
                 raise EmbedderMismatchError(
                     f"this index was built with embedder {meta['embedder']} "
                     f"(dimension {meta.get('dimension')}), not {name} (dimension {dimension}). "
-                    "Mixing them would corrupt search. To re-embed with the new model, ingest "
-                    "into a new data directory (--data-dir NEW) and point the server at it, or "
-                    f"remove {self.path} and ingest again."
+                    "Mixing them would corrupt search. To re-embed with the new model while "
+                    "the server keeps serving, run `enclave reindex` (docs/sync.md)."
                 )
             if not meta.get("embedder"):
                 meta.update({"format": INDEX_FORMAT, "embedder": name, "dimension": dimension})
+                if build:
+                    meta["build"] = build
                 self._write_meta(meta)
 
     @property
@@ -304,7 +321,7 @@ class Store(TableReader):
 
         with self._lock:
             self.documents_table()
-            return compact(self, Registry.at(self.path))
+            return compact(self, Registry.at(self.root))
 
     def prune(self) -> None:
         """Remove every version older than the oldest tagged one, and the files only they
@@ -314,7 +331,7 @@ class Store(TableReader):
 
         with self._lock:
             self.documents_table()
-            prune(self, Registry.at(self.path))
+            prune(self, Registry.at(self.root))
 
     def rebuild_fts(self) -> None:
         """Build the full-text index of the head again from its rows (a purge: the old

@@ -8,6 +8,11 @@ atomically. A request keeps the view it started with to its end, so no request m
 releases, and nothing that was not promoted is ever read: the head, where ingest runs write,
 is never opened here.
 
+A release may live in another table set (store/sets.py: built by ``enclave reindex``, maybe
+with another embedder): its view opens that set's tables, and ``accept`` (given by the server)
+may keep the current view a little longer, until the embedder of the new set is loaded, so
+that a question is always embedded by the model its view's vectors came from.
+
 An index that predates releases is adopted on first sight (its current versions become the
 first release, live) when no writer holds the lock; until a release exists the server serves
 an empty index.
@@ -18,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,14 +41,22 @@ CHECK_S = 0.5
 class LiveIndex:
     """The live release of the index at ``lance_dir``, for a server's requests."""
 
-    def __init__(self, lance_dir: Path | str, *, check_s: float = CHECK_S) -> None:
-        import lancedb
-
+    def __init__(
+        self,
+        lance_dir: Path | str,
+        *,
+        check_s: float = CHECK_S,
+        accept: Callable[[IndexView], bool] | None = None,
+    ) -> None:
         self.path = Path(lance_dir)
         self.path.mkdir(parents=True, exist_ok=True)
         self.check_s = check_s
         self.registry = Registry.at(self.path)
-        self._db: Any = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
+        #: called with a new release's view before it is served; False: not yet (the
+        #: pointer is looked at again at the next check)
+        self.accept = accept
+        self._dbs: dict[str | None, Any] = {}
+        self._db: Any = self._connection(None)
         self._view: TableReader = EMPTY
         self._pointer: LivePointer | None = None
         self._stamp: tuple[int, int, int] | None = None
@@ -71,7 +85,22 @@ class LiveIndex:
         """The LanceDB connection the views share."""
         return self._db
 
+    def _connection(self, tables: str | None) -> Any:
+        """One LanceDB connection per table set, kept."""
+        if tables not in self._dbs:
+            import lancedb
+
+            from store.sets import set_dir
+
+            folder = str(set_dir(self.path, tables))
+            self._dbs[tables] = lancedb.connect(folder, read_consistency_interval=timedelta(0))
+        return self._dbs[tables]
+
     def meta(self) -> dict[str, Any]:
+        """The ``enclave-index.json`` of the live release's tables (its table set's)."""
+        view = self._view
+        if isinstance(view, IndexView):
+            return view.meta
         return read_index_meta(self.path)
 
     @property
@@ -103,10 +132,19 @@ class LiveIndex:
             if pointer is None:
                 return
             try:
-                view = IndexView(self._db, self.path, pointer.versions, pointer.release)
+                from store.sets import set_dir
+
+                view = IndexView(
+                    self._connection(pointer.tables),
+                    set_dir(self.path, pointer.tables),
+                    pointer.versions,
+                    pointer.release,
+                )
             except Exception as exc:  # versions not readable (yet): keep serving the old one
                 log.warning("cannot open release %s: %s", pointer.release, exc)
                 return
+            if self.accept is not None and not self.accept(view):
+                return  # e.g. its embedder is still loading: serve the current view meanwhile
             self._view, self._pointer, self._stamp = view, pointer, stamp
             log.info("serving release %s", pointer.release)
         finally:

@@ -135,7 +135,8 @@ def prune(store: Store, registry: Registry) -> None:
 
     head = store.head_versions()
     store.tag(HEAD_TAG, head)
-    registry.files.write(PRUNE_FILE, json.dumps({"head": head}).encode())
+    marker = {"head": head, "tables": store.tables}
+    registry.files.write(PRUNE_FILE, json.dumps(marker).encode())
     for table in store.existing_tables():
         table.delete("true")  # whole fragments leave the latest version: nothing to compact
         with warnings.catch_warnings():
@@ -159,7 +160,10 @@ def recover(store: Store, registry: Registry) -> bool:
     data = registry.files.read(PRUNE_FILE)
     if data is None:
         return False
-    head = {k: (None if v is None else int(v)) for k, v in json.loads(data)["head"].items()}
+    marker = json.loads(data)
+    if marker.get("tables") != store.tables:
+        return False  # another table set's prune: its own writer recovers it
+    head = {k: (None if v is None else int(v)) for k, v in marker["head"].items()}
     store.restore(head)
     registry.files.delete(PRUNE_FILE)
     store.untag(HEAD_TAG)

@@ -40,7 +40,8 @@ class IndexView(TableReader):
         }
         self._docs = _pinned(connection, DOCUMENTS, self.versions[DOCUMENTS])
         self._chunks_table = _pinned(connection, CHUNKS, self.versions[CHUNKS])
-        self._dimension = read_index_meta(self.path).get("dimension")
+        self.meta = read_index_meta(self.path)
+        self._dimension = self.meta.get("dimension")
 
     def _documents(self) -> Any | None:
         return self._docs
@@ -51,6 +52,12 @@ class IndexView(TableReader):
     @property
     def dimension(self) -> int | None:
         return int(self._dimension) if self._dimension else None
+
+    @property
+    def embedder_name(self) -> str | None:
+        """The embedder the release's tables were built with (their table set's)."""
+        name = self.meta.get("embedder")
+        return str(name) if name else None
 
     def __repr__(self) -> str:
         return f"IndexView({self.release_id!r}, {self.versions})"
@@ -73,6 +80,9 @@ class EmptyView(TableReader):
     @property
     def dimension(self) -> int | None:
         return None
+
+    embedder_name = None
+    meta: dict[str, Any] = {}  # noqa: RUF012 - read only
 
 
 EMPTY = EmptyView()
