@@ -226,8 +226,7 @@ class SyncSettings(_Section):
 
     roots: list[Path] = Field(
         default_factory=list,
-        description="folders (or files) watched and ingested; `enclave sync PATH...` adds to "
-        "them",
+        description="folders (or files) watched and ingested; `enclave sync PATH...` adds to them",
     )
     debounce_s: float = Field(
         default=1.0,

@@ -29,11 +29,13 @@ _HOOKS: dict[str, ReleaseHooks | None] = {"hooks": None}
 
 def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
     from ingest.release_cli import register as register_releases
+    from ingest.sync_cli import register as register_sync
 
     _HOOKS["hooks"] = hooks
     app.command("ingest")(ingest_command)
     app.command("status")(status_command)
     register_releases(app, hooks)
+    register_sync(app, hooks)
 
 
 def ingest_command(
@@ -244,9 +246,12 @@ def index_status(data_dir: Path) -> dict[str, Any]:
     truncated = [
         {"path": d.path, "reason": d.error} for d in docs if d.status == STATUS_OK and d.error
     ]
+    from ingest.sync import read_sync_state
+
     last = read_last_ingest(data_dir)
     ingested = [d.ingested_at for d in docs if d.ingested_at]
-    meta = store.meta()
+    meta = getattr(view, "meta", None) or store.meta()
+    live = releases.registry.live()
     return {
         "data_dir": str(data_dir),
         "releases": release_status(releases),
@@ -256,9 +261,12 @@ def index_status(data_dir: Path) -> dict[str, Any]:
         "failures": failures,
         "truncated": truncated,
         "embedder": {"name": meta.get("embedder"), "dimension": meta.get("dimension")},
+        "tables": live.tables if live else None,
+        "build": meta.get("build"),
         "index_bytes": store.size_bytes(),
         "last_ingest": last["finished_at"] if last else (max(ingested) if ingested else None),
         "last_summary": last["summary"] if last else None,
+        "sync": read_sync_state(data_dir),
     }
 
 
@@ -316,6 +324,9 @@ def _print_status(r: dict[str, Any]) -> None:
     )
     table.add_row("index size", _human_bytes(r["index_bytes"]))
     table.add_row("last ingest", r["last_ingest"] or "never")
+    sync = r.get("sync")
+    if sync:
+        table.add_row("sync", _sync_line(sync))
     console.print(table)
     if r["failures"]:
         errors = Table(title="Documents without chunks", show_header=True)
@@ -332,6 +343,26 @@ def _print_status(r: dict[str, Any]) -> None:
         for t in r["truncated"]:
             part.add_row(t["path"], t["reason"])
         console.print(part)
+
+
+def _sync_line(s: dict[str, Any]) -> str:
+    """``enclave sync``'s state in one line."""
+    if not s.get("running"):
+        return f"not running (last heartbeat {s.get('heartbeat_at') or '?'})"
+    parts = [f"{s.get('state')}, watcher {s.get('watcher')}, {s.get('pending_changes', 0)} "
+             "pending"]  # fmt: skip
+    run = s.get("last_run") or {}
+    if run:
+        parts.append(f"last run {run.get('finished_at')} ({run.get('seconds')} s)")
+    rel = s.get("last_release") or {}
+    if rel:
+        parts.append(f"last release {rel.get('id')} ({rel.get('state')})")
+    err = s.get("last_error") or {}
+    if s.get("state") == "error" and err:
+        parts.append(f"error: {err.get('message')}")
+    if s.get("waiting_for"):
+        parts.append(f"waiting: {s['waiting_for']}")
+    return "; ".join(parts)
 
 
 def _human_bytes(n: int) -> str:

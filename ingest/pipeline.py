@@ -48,7 +48,7 @@ corpus never imports torch.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -224,6 +224,7 @@ def ingest_paths(
     hooks: ReleaseHooks | None = None,
     table_set: str | None = None,
     inherit_groups: dict[str, list[str]] | None = None,
+    loaded: Callable[[Embedder], None] | None = None,
 ) -> IngestSummary:
     """Ingest files and folders into the index at ``settings.data_dir``, as a candidate
     release (promoted at once under ``release.auto_promote`` when it passes).
@@ -239,7 +240,8 @@ def ingest_paths(
 
     The run writes to the table set of the live release (store/sets.py), or to
     ``table_set`` (``enclave reindex``: a new set built beside the live one), whose new
-    documents get the groups ``inherit_groups`` names for their paths.
+    documents get the groups ``inherit_groups`` names for their paths. ``loaded`` receives
+    the embedder when the run loaded one (a long-lived caller keeps it for its next runs).
     """
     enforce_offline()
     roots = check_roots(paths)
@@ -271,4 +273,8 @@ def ingest_paths(
             progress=progress,
             hooks=hooks,
         )
-        return run.run()
+        try:
+            return run.run()
+        finally:
+            if loaded is not None and embedder is None and run.lazy.loaded:
+                loaded(run.lazy.get())

@@ -180,7 +180,9 @@ def hash_dimension(model: str) -> int:
 def load_embedder(settings: EmbedderSettings) -> Embedder:
     """The embedder the settings name: 'bundled', 'hash' (tests) or a model folder."""
     if is_hash_model(settings.model):
-        return HashEmbedder(dimension=hash_dimension(settings.model), batch_size=settings.batch_size)
+        return HashEmbedder(
+            dimension=hash_dimension(settings.model), batch_size=settings.batch_size
+        )
     from models.bundled import BUNDLED_EMBEDDER_NAME, resolve_embedder
 
     path = resolve_embedder(settings.model)

@@ -100,7 +100,7 @@ class Embedders:
                 )
             self.add(embedder)
             log.info("embedder %s loaded for a release of another table set", name)
-        except Exception as exc:  # noqa: BLE001 - reported, the current release stays served
+        except Exception as exc:  # reported, the current release stays served
             self._failed[name] = str(exc)
             log.error("cannot load embedder %s: %s", name, exc)
         finally:
@@ -139,13 +139,14 @@ class AppState:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        from server.prometheus import SyncCollector
+
+        self.metrics.registry.register(SyncCollector(settings.data_dir))
         self.security = security
         self._generator = generator
         self._embedder = embedder
         self.embedders = Embedders(settings)
-        self._index: LiveIndex | None = (
-            None if store is None else LiveIndex(store.root)
-        )
+        self._index: LiveIndex | None = None if store is None else LiveIndex(store.root)
         self._owned: list[Generator] = []
         self.services: Services | None = None
         self.error: str | None = None

@@ -105,9 +105,7 @@ class Store(TableReader):
         tmp.write_text(json.dumps(meta, indent=2), "utf-8")
         os.replace(tmp, self.meta_path)
 
-    def bind_embedder(
-        self, name: str, dimension: int, build: dict[str, Any] | None = None
-    ) -> None:
+    def bind_embedder(self, name: str, dimension: int, build: dict[str, Any] | None = None) -> None:
         """Record the embedder on a new index (with ``build``: the settings it is built
         with, so a server can load the same embedder); refuse a different one on an existing
         index."""

@@ -50,6 +50,8 @@ def _of_set(store: Store, registry: Registry) -> list[ReleaseRecord]:
         for r in registry.records()
         if r.state not in (EXPIRED, SUPERSEDED) and r.tables == store.tables
     ]
+
+
 #: the tag that keeps the head's versions from before a purge until the purge has finished
 HEAD_TAG = "purge-head"
 #: a pause between the purge's rewrites and the restores after them, so the cleanup's
