@@ -52,9 +52,7 @@ def found(base: str, word: str) -> set[str]:
     """The files whose passages a search for ``word`` returns with the word in them."""
     body = httpx.post(base + "/v1/search", json={"query": word, "top_k": 20}, timeout=30)
     assert body.status_code == 200, body.text
-    return {
-        h["source"].rsplit("/", 1)[-1] for h in body.json()["results"] if word in h["text"]
-    }
+    return {h["source"].rsplit("/", 1)[-1] for h in body.json()["results"] if word in h["text"]}
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
@@ -170,4 +168,3 @@ def test_bad_sync_settings_are_clear_errors(tmp_path: Path) -> None:
         load_settings(overrides={"sync": {"rescan_interval_s": 1}})
     with pytest.raises(UsageError, match="nothing to watch"):
         sync_roots(Settings(data_dir=tmp_path))
-
