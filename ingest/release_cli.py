@@ -136,13 +136,20 @@ def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
         try:
             settings = build_settings(config, data_dir)
             with WriterLock(settings.lance_dir, "enclave releases cleanup"):
-                store = Store(settings.lance_dir)
-                before = store.size_bytes()
+                from store.releases import Releases
+                from store.sets import active_tables
+
+                store = Store(settings.lance_dir, tables=active_tables(settings.lance_dir))
+                before = Store(settings.lance_dir).size_bytes()
                 store.optimize()
-                after = store.size_bytes()
+                dropped = Releases(store).drop_unused_sets()
+                after = Store(settings.lance_dir).size_bytes()
         except EnclaveError as exc:
             raise fail(exc) from exc
-        _report({"bytes_before": before, "bytes_after": after}, as_json)
+        _report(
+            {"bytes_before": before, "bytes_after": after, "table_sets_deleted": dropped},
+            as_json,
+        )
 
     @app.command("purge")
     def purge_command(
