@@ -2,7 +2,7 @@
 ``enclave sync`` costs.
 
     .venv/bin/python benchmarks/sync_bench.py [--files 1000] [--edits 5] [--deletes 3]
-        [--embedder hash|bundled] [--debounce 1.0] [--idle-s 60] [--json]
+        [--embedder hash|bundled] [--debounce 1.0] [--idle-s 60] [--rescan 120] [--json]
 
 A folder of ``--files`` text files (about 1 KB each) is ingested once; then a real
 ``enclave sync`` process (its own interpreter, as in production) watches it while a server
@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--embedder", default="hash")
     ap.add_argument("--debounce", type=float, default=1.0)
     ap.add_argument("--idle-s", type=float, default=60.0)
+    ap.add_argument("--rescan", type=float, default=120.0, help="sync.rescan_interval_s")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -107,7 +108,7 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "ENCLAVE_EMBEDDER__MODEL": args.embedder,
                "ENCLAVE_SECURITY__AUDIT": "false"}  # fmt: skip
         cmd = [sys.executable, "-m", "enclave.cli", "sync", str(docs), "-d", str(data),
-               "--debounce", str(args.debounce)]  # fmt: skip
+               "--debounce", str(args.debounce), "--rescan", str(args.rescan)]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, cwd=work)
         try:
             state = data / "sync-state.json"
@@ -171,6 +172,7 @@ def main() -> None:
                 "max_s": round(max(edits + deletes), 2),
                 "idle_cpu_s_per_min": round(idle, 3),
                 "idle_window_s": args.idle_s,
+                "rescan_interval_s": args.rescan,
                 "load_average": os.getloadavg(),
             }
         finally:
