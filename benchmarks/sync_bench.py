@@ -112,9 +112,14 @@ def main() -> None:
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, cwd=work)
         try:
             state = data / "sync-state.json"
-            while not (state.is_file() and json.loads(state.read_text()).get("runs")):
+
+            def ready() -> bool:  # the catch-up run done, LanceDB and the embedder loaded
+                s = json.loads(state.read_text()) if state.is_file() else {}
+                return bool(s.get("runs")) and s.get("state") == "watching"
+
+            while not ready():
                 time.sleep(0.1)
-            time.sleep(2.0)  # the watcher is up
+            time.sleep(1.0)
 
             def hits(word: str) -> set[str]:
                 body = httpx.post(base + "/v1/search", json={"query": word, "top_k": 5},

@@ -361,6 +361,7 @@ class SyncService:
         unchanged catch-up run needs neither, and a service should answer its first change as
         fast as its hundredth."""
         self._warm = True
+        self._save(state="warming")
         try:
             import lancedb  # noqa: F401
 

@@ -22,7 +22,7 @@ import pytest
 from enclave.errors import ConfigError, UsageError
 from enclave.settings import Settings, load_settings
 from ingest.sync import STATE_FILE, SyncService, read_sync_state, sync_roots
-from store.lock import WriterLock
+from store.lock import WriterBusyError, WriterLock
 from tests.server.test_releases_live import EMB, serving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +64,24 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
 
 
 @contextmanager
+def locked(settings: Settings) -> Iterator[None]:
+    """Hold the writer lock as another writer would (once the sync's run in flight ends)."""
+    lock = WriterLock(settings.lance_dir, "a test writer")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            lock.acquire()
+            break
+        except WriterBusyError:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
 def running(service: SyncService) -> Iterator[SyncService]:
     thread = threading.Thread(target=service.run_forever, daemon=True)
     thread.start()
@@ -101,7 +119,7 @@ def test_edit_delete_rails_and_lock_under_a_running_sync(tmp_path: Path) -> None
         assert live.metric("enclave_sync_up") == 1.0
         assert live.metric("enclave_sync_runs") >= 3
         # another writer holds the lock: the change waits, then goes through
-        with WriterLock(settings.lance_dir, "a test writer"):
+        with locked(settings):
             write(docs, "d04.txt", "charlie4")
             wait_for(lambda: service.state["state"] == "waiting", 10, "waiting for the lock")
             assert "a test writer" in service.state["waiting_for"]
@@ -110,7 +128,7 @@ def test_edit_delete_rails_and_lock_under_a_running_sync(tmp_path: Path) -> None
         wait_for(lambda: found(base, "charlie4") == {"d04.txt"}, 10, "after the lock")
         # an unmounted share (most files gone): the rails hold it, nothing is served
         served = live.metric("enclave_sync_runs")
-        with WriterLock(settings.lance_dir, "a test writer"):  # one run sees them all
+        with locked(settings):  # one run sees them all
             for i in range(6, 12):
                 (docs / f"d{i:02d}.txt").unlink()
             time.sleep(0.5)

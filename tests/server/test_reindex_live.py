@@ -113,3 +113,18 @@ def test_chunk_size_and_embedder_reindex_while_serving(tmp_path: Path) -> None:
     live = Releases(Store(settings.lance_dir)).registry.live()
     assert live is not None and live.tables == "t-000003"
     assert set_dir(settings.lance_dir, "t-000003").is_dir()
+    # a purge reaches every table set: the file leaves every retained release
+    from ingest.purge import purge
+    from store.registry import EXPIRED, SUPERSEDED
+    from store.releases import open_release
+
+    purge(settings_for(tmp_path, model="hash-32"), str(docs / "f1.txt"), hooks=None)
+    registry = Releases(Store(settings.lance_dir)).registry
+    kept = [r for r in registry.records() if r.state not in (EXPIRED, SUPERSEDED)]
+    assert {r.tables for r in kept} >= {None, "t-000002", "t-000003"}
+    for rec in kept:
+        names = {
+            d.path.rsplit("/", 1)[-1]
+            for d in open_release(settings.lance_dir, rec.id).list_documents()
+        }
+        assert "f1.txt" not in names and "f0.txt" in names, rec.id
