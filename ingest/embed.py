@@ -30,6 +30,7 @@ from ingest.chunk import Chunker, ChunkingError, chunk_document
 from ingest.produce import Item, Producer
 from ingest.write import Writer
 from models.embedder import Embedder
+from models.variants import mismatch_message
 
 if TYPE_CHECKING:
     from store.db import Store
@@ -59,31 +60,37 @@ class LazyEmbedder:
         with self._lock:
             if self._embedder is None:
                 from models.embedder import load_embedder
+                from models.variants import for_index
 
                 t0 = time.perf_counter()
-                self._embedder = load_embedder(self._settings.embedder)
+                settings = for_index(self._settings.embedder, self._store.embedder_name)
+                self._embedder = load_embedder(settings)
                 self.load_seconds = time.perf_counter() - t0
             if not self._bound:
+                self._refuse_other(self._embedder.name)
                 self._store.bind_embedder(self._embedder.name, self._embedder.dimension)
                 self._bound = True
             self.name = self._embedder.name
             return self._embedder
 
     def check_index(self) -> None:
-        """Refuse a different embedder up front, before any work (exit code 2)."""
+        """Refuse a different embedder (or another variant of it) up front, before any work
+        (exit code 2). Under ``embedder.variant = "auto"`` the index's variant is used."""
         if self.loaded:
             self.get()  # binds: raises EmbedderMismatchError
             return
         bound = self._store.embedder_name
-        expected = expected_embedder_name(self._settings)
+        expected = expected_embedder_name(self._settings, bound)
         self.name = bound or ""
         if bound and expected and not same_embedder(bound, expected):
             raise EmbedderMismatchError(
-                f"this index was built with embedder {bound}, not {expected}. Mixing them would "
-                "corrupt search. To re-embed with the new model, ingest into a new data "
-                f"directory (--data-dir NEW) and point the server at it, or remove "
-                f"{self._store.path} and ingest again."
+                mismatch_message(bound, expected, where=str(self._store.path))
             )
+
+    def _refuse_other(self, name: str) -> None:
+        bound = self._store.embedder_name
+        if bound and not same_embedder(bound, name):
+            raise EmbedderMismatchError(mismatch_message(bound, name, where=str(self._store.path)))
 
 
 class _Nothing(enum.Enum):

@@ -98,8 +98,12 @@ class AppState:
                 self._store = Store(self.settings.lance_dir)
             if self._embedder is None:
                 from models.embedder import load_embedder
+                from models.variants import for_index
 
-                self._embedder = load_embedder(self.settings.embedder)
+                # under variant "auto" the index's recorded variant: queries are embedded
+                # the way its chunks were
+                bound = self._store.embedder_name
+                self._embedder = load_embedder(for_index(self.settings.embedder, bound))
             if self._generator is None:
                 from models.generator import load_generator
 
@@ -126,11 +130,12 @@ class AppState:
         assert store is not None and embedder is not None and generator is not None
         bound = store.embedder_name
         if bound is not None and (bound != embedder.name or store.dimension != embedder.dimension):
-            raise EmbedderMismatchError(
-                f"the index at {store.path} was built with embedder {bound} "
-                f"(dimension {store.dimension}), but the server loaded {embedder.name} "
-                f"(dimension {embedder.dimension}); serve it with the same embedder"
-            )
+            from models.variants import mismatch_message
+
+            message = mismatch_message(bound, embedder.name, where=str(store.path))
+            if store.dimension != embedder.dimension:
+                message += f" (dimensions: index {store.dimension}, embedder {embedder.dimension})"
+            raise EmbedderMismatchError(message)
         retriever = Retriever(self.settings, store, embedder)
         rag = RagService(self.settings, store, embedder, generator, retriever=retriever)
         queue = GenerationQueue(
