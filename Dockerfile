@@ -95,6 +95,12 @@ RUN pip install --no-deps . \
 print(bundled_embedder_path()); print(bundled_generator_path())" \
     && enclave --help >/dev/null
 
+# The int8 embedder (the default for a new index): MiniLM exported to ONNX and quantised once
+# here, offline, so that no container builds it on its first ingest. It is checked again on
+# the CPU that loads it.
+RUN ENCLAVE_EMBEDDER__CACHE_DIR=/opt/enclave/embedders enclave models build-int8 \
+    && chmod -R a+rX /opt/enclave
+
 # ---------------------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE} AS runtime
 
@@ -117,12 +123,14 @@ RUN apt-get update \
     && chmod 700 /home/enclave/.config/enclave
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/enclave /opt/enclave
 
 # No egress: the model hubs, unstructured's usage ping and telemetry stay off. Enclave sets
 # these itself at start-up too; here they also cover anything run with `docker exec`.
 ENV PATH=/opt/venv/bin:${PATH} \
     VIRTUAL_ENV=/opt/venv \
     ENCLAVE_DATA_DIR=/data \
+    ENCLAVE_EMBEDDER__CACHE_DIR=/opt/enclave/embedders \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     HF_DATASETS_OFFLINE=1 \

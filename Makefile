@@ -15,17 +15,20 @@ $(BIN)/python:
 # seconds). unstructured-inference comes last, without its dependencies: installed earlier,
 # pip would list its model packages (opencv, onnx, timm, ...) as missing in ERROR lines.
 install: $(BIN)/python
-	@echo "==> 1/4 PyTorch 2.13.0, CPU build, first so that nothing pulls a CUDA build"
+	@echo "==> 1/5 PyTorch 2.13.0, CPU build, first so that nothing pulls a CUDA build"
 	$(BIN)/pip install -q torch==2.13.0
-	@echo "==> 2/4 llama-cpp-python: compiles llama.cpp from source, about 5 minutes on 2 cores"
+	@echo "==> 2/5 llama-cpp-python: compiles llama.cpp from source, about 5 minutes on 2 cores"
 	@echo "    the first time (pip shows 'Building wheel for llama-cpp-python' until it is done;"
 	@echo "    the wheel is cached, later installs take seconds)"
 	$(BIN)/pip install 'llama-cpp-python>=0.3.16'
-	@echo "==> 3/4 Enclave and its dependencies (a few minutes the first time)"
+	@echo "==> 3/5 Enclave and its dependencies (a few minutes the first time)"
 	$(BIN)/pip install -q -e '.[dev]'
-	@echo "==> 4/4 unstructured-inference, imported by unstructured's PDF module; its model"
+	@echo "==> 4/5 unstructured-inference, imported by unstructured's PDF module; its model"
 	@echo "    dependencies are not needed, so it is installed without them"
 	$(BIN)/pip install -q --no-deps unstructured-inference==1.6.14
+	@echo "==> 5/5 the int8 embedder: the bundled MiniLM exported to ONNX and quantised once"
+	@echo "    (about 30 s on 2 cores; kept in ~/.cache/enclave/embedders, re-runs take a second)"
+	$(BIN)/enclave models build-int8
 	@echo "==> installed into $(VENV)"
 
 # Ingest DOCS (exit 1 = some files failed, listed with their reasons: serve anyway), make an

@@ -242,8 +242,9 @@ def _build(
         folder,
     )
     t0 = time.perf_counter()
+    for stale in root.glob(f".tmp-{folder.name}-*"):  # left by a killed build (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-{folder.name}-{os.getpid()}-{threading.get_ident()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
         manifest = build_int8_model(source, tmp, identity=identity, threads=threads)
