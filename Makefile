@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # Each step says what it does; times are for a first install on 2 cores (re-runs take
 # seconds). unstructured-inference comes last, without its dependencies: installed earlier,
-# pip would list its model packages (opencv, onnx, timm, ...) as missing in ERROR lines.
+# pip would list its model packages (opencv, timm, ...) as missing in ERROR lines.
 install: $(BIN)/python
 	@echo "==> 1/5 PyTorch 2.13.0, CPU build, first so that nothing pulls a CUDA build"
 	$(BIN)/pip install -q torch==2.13.0
