@@ -26,11 +26,13 @@ app = typer.Typer(
 def _register() -> None:
     from enclave.security.cli import register as register_security
     from eval.cli import register as register_eval
+    from eval.release_gate import release_hooks
     from ingest.cli import register as register_ingest
     from models.cli import register as register_models
     from server.cli import register as register_server
 
-    register_ingest(app)
+    # the release commands get the gate and the report scrubber from eval/, above ingest/
+    register_ingest(app, release_hooks())
     register_server(app)
     register_models(app)
     register_eval(app)

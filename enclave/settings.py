@@ -87,6 +87,24 @@ class IngestSettings(_Section):
     write_batch_docs: int = Field(
         default=256, ge=1, description="... or once this many documents are ready"
     )
+    commit_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="documents ready to be written wait at most this long for a batch to "
+        "fill before they are committed",
+    )
+    follow_external_links: bool = Field(
+        default=False,
+        description="follow symbolic links whose target lies outside the folders given (by "
+        "default they are skipped and listed); such files get groups only from an ACL policy "
+        "rule matching their real path",
+    )
+    max_chunks_per_document: int = Field(
+        default=20_000,
+        ge=1,
+        description="index at most this many chunks of one document; the rest is left out "
+        "and the document is listed as truncated",
+    )
 
 
 class RetrievalSettings(_Section):
@@ -176,6 +194,45 @@ class SecuritySettings(_Section):
     )
 
 
+class ReleaseSettings(_Section):
+    """Index releases: what an ingest run's candidate must pass to go live (docs/releases.md)."""
+
+    auto_promote: bool = Field(
+        default=True,
+        description="promote a candidate at the end of its ingest run when the rails and "
+        "the gate pass; false = candidates wait for `enclave releases promote`",
+    )
+    keep: int = Field(
+        default=5, ge=1, le=1000, description="promoted releases kept besides the live one"
+    )
+    golden_set: Path | None = Field(
+        default=None,
+        description="evaluation dataset scored against every candidate before it goes live "
+        "(queries.jsonl + qrels/test.tsv; corpus ids are document paths or path suffixes)",
+    )
+    gate: Path | None = Field(
+        default=None, description="gate.toml: thresholds the candidate's scores must meet"
+    )
+    answers: int = Field(
+        default=5, ge=0, le=1000, description="answers the gate's evaluation generates"
+    )
+    max_removed_share: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="rail: hold a candidate that removes more than this share of the documents",
+    )
+    max_failure_jump: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="rail: hold a candidate whose share of failed documents rises by more",
+    )
+    rails_min_documents: int = Field(
+        default=10, ge=0, description="the rails judge only releases with this many documents"
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration of one Enclave process."""
 
@@ -193,6 +250,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    release: ReleaseSettings = Field(default_factory=ReleaseSettings)
 
     _toml_file: str | None = None
 

@@ -1,5 +1,9 @@
 """Answer metrics: correctness against reference answers and faithfulness to cited passages.
 
+* Key facts: an answer is right when it contains any one of the question's keys
+  (:func:`contains_key`); an unanswerable question is answered right by an abstention
+  (:func:`is_abstention`, or the server's own ``abstained`` flag).
+
 * Exact match and token F1 use SQuAD's normalisation (lower case, punctuation and the articles
   a/an/the removed, whitespace collapsed), the maximum over the reference answers.
 * Faithfulness is a cheap, model-free proxy: an answer sentence is *supported* when one of the
@@ -38,10 +42,12 @@ __all__ = [
     "Embed",
     "SentenceSupport",
     "answer_similarity",
+    "contains_key",
     "content_words",
     "exact_match",
     "faithfulness",
     "groundedness",
+    "is_abstention",
     "markers",
     "normalize_answer",
     "split_sentences",
@@ -52,6 +58,53 @@ __all__ = [
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCT = set(string.punctuation)
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def contains_key(answer: str, keys: Sequence[str]) -> bool:
+    """Whether ``answer`` (citation markers removed) contains any one of ``keys``:
+    case-insensitive, white space collapsed, and with a word boundary wherever a key starts or
+    ends with a letter or digit (``5432`` is not found in ``54321``; ``--foo=`` needs none
+    after its ``=``)."""
+    text = _collapse(strip_markers(answer))
+    for key in keys:
+        k = _collapse(key)
+        if not k:
+            continue
+        start = r"(?<!\w)" if re.match(r"\w", k[0]) else ""
+        end = r"(?!\w)" if re.match(r"\w", k[-1]) else ""
+        if re.search(start + re.escape(k) + end, text):
+            return True
+    return False
+
+
+#: phrases by which an answer says the documents do not hold the answer
+ABSTENTION_PHRASES = (
+    "i don't know",
+    "i do not know",
+    "don't contain information",
+    "do not contain information",
+    "don't cover",
+    "do not cover",
+    "not covered by",
+    "cannot find",
+    "can't find",
+    "could not find",
+    "couldn't find",
+    "no information about",
+    "not mentioned in the",
+    "does not mention",
+    "doesn't mention",
+)
+
+
+def is_abstention(answer: str) -> bool:
+    """Whether an answer declines: it says the documents do not hold the answer."""
+    low = _collapse(answer.replace("’", "'"))
+    return any(p in low for p in ABSTENTION_PHRASES)
 
 
 def normalize_answer(text: str) -> str:

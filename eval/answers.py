@@ -8,9 +8,11 @@ from typing import Any
 from eval.answer_metrics import (
     Embed,
     answer_similarity,
+    contains_key,
     exact_match,
     faithfulness,
     groundedness,
+    is_abstention,
     markers,
     supported_share,
     token_f1,
@@ -22,6 +24,38 @@ from eval.runner import AnswerSample
 def _mean(values: Sequence[float | None]) -> float | None:
     xs = [float(v) for v in values if v is not None]
     return sum(xs) / len(xs) if xs else None
+
+
+def _share(rows: Sequence[dict[str, Any]], key: str) -> float | None:
+    """The share of ``rows`` whose ``key`` is true (None without rows)."""
+    return sum(1 for r in rows if r[key]) / len(rows) if rows else None
+
+
+def fact_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Answer metrics by fact over rows scored by :func:`score_answers`.
+
+    * ``key_fact_accuracy``: single-turn answerable questions (with keys) whose answer
+      contains a key; ``key_fact_ceiling``: the same questions where a retrieved chunk
+      contains a key (what retrieval made possible);
+    * ``followup_key_fact_accuracy`` / ``followup_key_fact_ceiling``: the same for
+      follow-ups (asked after their history);
+    * ``unanswerable_abstention``: unanswerable questions answered with an abstention;
+    * ``answerable_abstention``: answerable questions (with keys) answered with one.
+    An answer that failed with an error counts as wrong and not abstained.
+    """
+    single = [r for r in rows if r["keys"] and not r["follow_up"]]
+    follow = [r for r in rows if r["keys"] and r["follow_up"]]
+    unanswerable = [r for r in rows if r["unanswerable"]]
+    answerable = single + follow
+    return {
+        "key_fact_accuracy": _share(single, "key_fact"),
+        "key_fact_ceiling": _share(single, "key_in_sources"),
+        "followup_key_fact_accuracy": _share(follow, "key_fact"),
+        "followup_key_fact_ceiling": _share(follow, "key_in_sources"),
+        "unanswerable_abstention": _share(unanswerable, "abstained"),
+        "answerable_abstention": _share(answerable, "abstained"),
+        "fact_questions": len(answerable) + len(unanswerable),
+    }
 
 
 def score_answers(
@@ -53,6 +87,9 @@ def score_answers(
             ]
             passages = list(dict.fromkeys(s.sources.values()))
             ground = supported_share(groundedness(s.text, passages, embed)) if passages else 0.0
+        abstained = ok and (s.abstained or is_abstention(s.text))
+        key_fact = ok and not abstained and bool(s.keys) and contains_key(s.text, s.keys)
+        in_sources = bool(s.keys) and any(contains_key(t, s.keys) for t in s.retrieved_texts)
         relevant = set(qrels.get(s.query_id, {}))
         hit = None
         if relevant:
@@ -73,7 +110,12 @@ def score_answers(
                 "verified": s.verified,
                 "removed": s.removed,
                 "markers": len(markers(s.text)),
-                "abstained": s.abstained,
+                "abstained": abstained,
+                "keys": s.keys,
+                "key_fact": key_fact if s.keys else None,
+                "key_in_sources": in_sources if s.keys else None,
+                "unanswerable": s.unanswerable,
+                "follow_up": s.follow_up,
                 "source_docs": s.source_docs,
                 "source_hit": hit,
                 "first_token_s": s.first_token_s,
@@ -110,4 +152,6 @@ def score_answers(
         "completion_tokens_mean": _mean([float(r["completion_tokens"]) for r in done]),
         "prompt_tokens_mean": _mean([float(r["prompt_tokens"]) for r in done]),
     }
+    if any(r["keys"] or r["unanswerable"] for r in rows):
+        summary.update(fact_summary(rows))
     return summary, rows

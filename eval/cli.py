@@ -86,6 +86,8 @@ def print_summary(outcome: Any) -> None:
             console.print(f"[red]gate FAILED[/]: {len(outcome.gate.failures)} threshold(s)")
             for c in outcome.gate.failures:
                 console.print(f"  [red]FAIL[/] {c.describe()}", highlight=False)
+    if report.get("release"):
+        console.print(f"release scored: {report['release']}", highlight=False)
     console.print(f"reports: {outcome.paths['json'].parent}", highlight=False)
 
 
@@ -147,6 +149,14 @@ def register(app: typer.Typer) -> None:
         no_progress: Annotated[
             bool, typer.Option("--no-progress", help="no progress bar on stderr")
         ] = False,
+        release: Annotated[
+            str | None,
+            typer.Option(
+                "--release",
+                help="score this release of the index in --data-dir in place, on its own "
+                "tables (r-000012, live, candidate); corpus ids map by document path",
+            ),
+        ] = None,
     ) -> None:
         """Evaluate retrieval (recall@k, MRR, nDCG) and answers (correctness, faithfulness,
         citations, latency) on a dataset; exit 1 when the --gate fails."""
@@ -156,6 +166,13 @@ def register(app: typer.Typer) -> None:
 
         try:
             settings = build_settings(config, data_dir)
+            reader = None
+            if release is not None:
+                from store.registry import Registry
+                from store.releases import open_release
+
+                rid = Registry.at(settings.lance_dir).resolve(release).id
+                reader = open_release(settings.lance_dir, rid)
             outcome = run_eval(
                 settings,
                 EvalOptions(
@@ -175,6 +192,7 @@ def register(app: typer.Typer) -> None:
                     threads=threads,
                     command=["enclave", *redact_argv(sys.argv[1:])],
                 ),
+                reader=reader,
             )
         except EnclaveError as exc:
             raise fail(exc) from None

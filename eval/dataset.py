@@ -7,6 +7,21 @@ DATASET/
   queries.jsonl     {"_id", "text", "answers": [...]}      answers optional
   qrels/test.tsv    query-id <TAB> corpus-id <TAB> score   header line first; score > 0 = relevant
 ```
+
+A golden set that scores an existing index in place (``enclave eval --release``, the release
+gate) may have neither corpus.jsonl nor documents/: its corpus ids are then path suffixes of
+the indexed documents (``policies/leave.txt`` matches ``/shares/hr/policies/leave.txt``), and
+the corpus is what the qrels name (kind ``paths``).
+
+A query may also carry, for answer metrics by fact:
+
+* ``keys``: short alternatives; an answer is right when it contains any one of them
+  (:func:`eval.answer_metrics.contains_key`);
+* ``unanswerable: true``: the documents do not hold the answer; right = the answer abstains
+  (no keys, no qrels);
+* ``history``: the earlier turns of a conversation, OpenAI message shape
+  (``[{"role": "user"|"assistant", "content": ...}]``, alternating, ending with the
+  assistant); ``text`` is the follow-up question asked after them.
 """
 
 from __future__ import annotations
@@ -20,7 +35,7 @@ from typing import Literal
 
 from enclave.errors import UsageError
 
-CorpusKind = Literal["jsonl", "documents"]
+CorpusKind = Literal["jsonl", "documents", "paths"]
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
 _SKIP_NAMES = {".DS_Store", "Thumbs.db"}
@@ -31,6 +46,25 @@ class Query:
     id: str
     text: str
     answers: list[str] = field(default_factory=list)
+    #: alternatives any one of which makes an answer right
+    keys: list[str] = field(default_factory=list)
+    #: the documents do not hold the answer: right = the answer abstains
+    unanswerable: bool = False
+    #: earlier turns (OpenAI message shape) before ``text``
+    history: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def follow_up(self) -> bool:
+        return bool(self.history)
+
+    @property
+    def scored_by_fact(self) -> bool:
+        """Whether answer metrics by fact apply (keys to find, or an abstention to expect)."""
+        return bool(self.keys) or self.unanswerable
+
+    def messages(self) -> list[dict[str, str]]:
+        """The conversation to send: the history, then the question."""
+        return [*self.history, {"role": "user", "content": self.text}]
 
 
 @dataclass
@@ -71,6 +105,9 @@ class Dataset:
             "queries": len(self.queries),
             "queries_with_qrels": sum(1 for q in self.queries if q.id in self.qrels),
             "queries_with_answers": sum(1 for q in self.queries if q.answers),
+            "queries_with_keys": sum(1 for q in self.queries if q.keys),
+            "follow_ups": sum(1 for q in self.queries if q.follow_up),
+            "unanswerable": sum(1 for q in self.queries if q.unanswerable),
             "qrels": sum(len(v) for v in self.qrels.values()),
             "qrels_file": self.qrels_file,
             "corpus_hash": self.corpus_hash,
@@ -174,8 +211,57 @@ def _load_queries(path: Path) -> list[Query]:
         if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
             raise UsageError(f"{where}: 'answers' must be a list of strings")
         answers = [a for a in raw if isinstance(a, str) and a.strip()]
-        queries.append(Query(id=qid, text=text, answers=answers))
+        keys = _string_list(row.get("keys"), "keys", where)
+        unanswerable = row.get("unanswerable", False)
+        if not isinstance(unanswerable, bool):
+            raise UsageError(f"{where}: 'unanswerable' must be true or false")
+        if unanswerable and keys:
+            raise UsageError(f"{where}: an unanswerable question has no keys")
+        history = _history(row.get("history"), where)
+        queries.append(
+            Query(
+                id=qid,
+                text=text,
+                answers=answers,
+                keys=keys,
+                unanswerable=unanswerable,
+                history=history,
+            )
+        )
     return queries
+
+
+def _string_list(value: object, name: str, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{where}: {name!r} must be a list of strings")
+    return [v for v in value if v.strip()]
+
+
+def _history(value: object, where: str) -> list[dict[str, str]]:
+    """Earlier turns: user/assistant messages, alternating, starting with the user and ending
+    with the assistant (the question in ``text`` is the next user turn)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UsageError(f"{where}: 'history' must be a list of messages")
+    out: list[dict[str, str]] = []
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise UsageError(f"{where}: history[{i}] must be an object with role and content")
+        role, content = message.get("role"), message.get("content")
+        expected = "user" if i % 2 == 0 else "assistant"
+        if role != expected:
+            raise UsageError(f"{where}: history[{i}].role must be {expected!r} (turns alternate)")
+        if not isinstance(content, str) or not content.strip():
+            raise UsageError(f"{where}: history[{i}].content must be a non-empty string")
+        out.append({"role": role, "content": content})
+    if out and out[-1]["role"] != "assistant":
+        raise UsageError(f"{where}: 'history' must end with the assistant's answer")
+    return out
 
 
 def _load_qrels(path: Path) -> dict[str, dict[str, float]]:
@@ -213,8 +299,9 @@ def _hash_files(h: hashlib._Hash, files: list[tuple[str, Path]]) -> None:
         h.update(b"\0")
 
 
-def load_dataset(root: Path | str) -> Dataset:
-    """Read and validate a dataset folder; every problem is a :class:`UsageError`."""
+def load_dataset(root: Path | str, *, in_place: bool = False) -> Dataset:
+    """Read and validate a dataset folder; every problem is a :class:`UsageError`.
+    ``in_place``: scoring an existing index, so the corpus may be the qrels' path suffixes."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UsageError(f"dataset folder not found: {root}")
@@ -224,7 +311,8 @@ def load_dataset(root: Path | str) -> Dataset:
     qrels_path = root / "qrels" / "test.tsv"
     if corpus_jsonl.is_file() and documents.is_dir():
         raise UsageError(f"{root} has both corpus.jsonl and documents/: keep one of them")
-    if not corpus_jsonl.is_file() and not documents.is_dir():
+    paths_only = in_place and not corpus_jsonl.is_file() and not documents.is_dir()
+    if not corpus_jsonl.is_file() and not documents.is_dir() and not paths_only:
         raise UsageError(
             f"{root} has neither corpus.jsonl nor a documents/ folder "
             "(expected the BEIR layout: corpus.jsonl, queries.jsonl, qrels/test.tsv)"
@@ -237,7 +325,16 @@ def load_dataset(root: Path | str) -> Dataset:
         raise UsageError(f"{root} has no qrels/test.tsv{hint}")
 
     kind: CorpusKind
-    if corpus_jsonl.is_file():
+    corpus_files: list[tuple[str, Path]]
+    if paths_only:
+        kind = "paths"
+        corpus = {
+            d: CorpusEntry(id=d, title=Path(d).stem)
+            for rel in _load_qrels(qrels_path).values()
+            for d in rel
+        }
+        corpus_files = [("qrels/test.tsv", qrels_path)]
+    elif corpus_jsonl.is_file():
         kind = "jsonl"
         corpus = _load_corpus_jsonl(corpus_jsonl)
         corpus_files = [("corpus.jsonl", corpus_jsonl)]
@@ -269,9 +366,15 @@ def load_dataset(root: Path | str) -> Dataset:
             f"{qrels_path} names {len(unknown_d)} corpus id(s) that are not {what}, "
             f"e.g. {unknown_d[0]!r}"
         )
-    if not qrels and not any(q.answers for q in queries):
+    if not qrels and not any(q.answers or q.scored_by_fact for q in queries):
         raise UsageError(f"{root}: no relevance judgements and no reference answers to score")
-    missing = len(known_queries - set(qrels))
+    judged_unanswerable = sorted(q.id for q in queries if q.unanswerable and q.id in qrels)
+    if judged_unanswerable:
+        raise UsageError(
+            f"{qrels_path}: unanswerable query {judged_unanswerable[0]!r} has relevant "
+            "documents; an unanswerable question has none"
+        )
+    missing = len(known_queries - set(qrels) - {q.id for q in queries if q.unanswerable})
     if missing:
         warnings.append(f"{missing} queries have no relevant documents in qrels: not scored")
 

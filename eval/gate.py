@@ -46,6 +46,12 @@ ANSWER_METRICS = (
     "latency_total_p95_s",
     "completion_tokens_mean",
     "prompt_tokens_mean",
+    "key_fact_accuracy",
+    "key_fact_ceiling",
+    "followup_key_fact_accuracy",
+    "followup_key_fact_ceiling",
+    "unanswerable_abstention",
+    "answerable_abstention",
 )
 SPEED_METRICS = ("retrieval_seconds", "queries_per_s")
 
@@ -59,6 +65,7 @@ KNOWN_METRICS: tuple[str, ...] = (
 LOWER_IS_BETTER = frozenset(
     {
         "answers.abstention_rate",
+        "answers.answerable_abstention",
         "answers.latency_first_token_p50_s",
         "answers.latency_first_token_p95_s",
         "answers.latency_total_p50_s",

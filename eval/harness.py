@@ -1,4 +1,10 @@
-"""One evaluation run, start to finish: dataset -> index -> retrieval -> answers -> report."""
+"""One evaluation run, start to finish: dataset -> index -> retrieval -> answers -> report.
+
+The index is one of three: an evaluation index of the dataset's own corpus, built with the
+real pipeline (eval/index.py); a running server (``--url``); or, given ``reader``, an
+existing index's release scored in place, on its own tables (``enclave eval --release``,
+the release gate). Every report names the release it scored (``report["release"]``).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
 
     from enclave.settings import Settings
     from models.embedder import Embedder
+    from store.reader import TableReader
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +176,10 @@ def run_eval(
     *,
     embedder: Embedder | None = None,
     generator: Any = None,
+    reader: TableReader | None = None,
 ) -> EvalOutcome:
-    """Everything ``enclave eval`` does except printing. Usage problems raise UsageError."""
+    """Everything ``enclave eval`` does except printing. Usage problems raise UsageError.
+    ``reader``: score this release of an existing index in place (module docstring)."""
     if options.top_k < 1 or options.top_k > 100:
         raise UsageError("--top-k must be between 1 and 100")
     if options.answers < 0:
@@ -180,7 +189,9 @@ def run_eval(
     gate = load_gate(options.gate) if options.gate else None
     baseline = load_report(options.baseline) if options.baseline else None
     _check_gate_inputs(gate, options)
-    dataset = load_dataset(options.dataset_dir)
+    if reader is not None and options.url is not None:
+        raise UsageError("--release scores this machine's index in place: drop --url")
+    dataset = load_dataset(options.dataset_dir, in_place=reader is not None)
     warnings = list(dataset.warnings)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out_dir = options.out_dir or (
@@ -213,9 +224,16 @@ def run_eval(
     try:
         if (options.url is None or want_answers) and embedder is None:
             from models.embedder import load_embedder
+            from models.variants import for_index
 
             t0 = time.perf_counter()
-            embedder = load_embedder(settings.embedder)
+            # a release scored in place: embed questions the way its chunks were embedded
+            bound = None
+            if reader is not None:
+                from store.records import read_index_meta
+
+                bound = read_index_meta(settings.lance_dir).get("embedder")
+            embedder = load_embedder(for_index(settings.embedder, bound))
             timings["load_embedder_s"] = time.perf_counter() - t0
 
         filters = None
@@ -231,9 +249,23 @@ def run_eval(
             principal = KeyStore(settings.data_dir).find(options.as_key).principal()
             filters = search_filters_for(principal)
         index: EvalIndex | None = None
-        if options.url is None:
+        scored_reader: Any = None
+        rank_settings = settings
+        release: str | None = None
+        if reader is not None:
+            scored_reader, mapper, release = reader, DocMapper(dataset), reader.release_id
+            index_info = {
+                "in_place": True,
+                "release": release,
+                "versions": getattr(reader, "versions", None),
+                "chunks": reader.count_chunks(),
+                "documents": reader.count_documents(),
+            }
+        elif options.url is None:
             assert embedder is not None
             index = build_index(dataset, settings, embedder, progress=options.progress)
+            scored_reader, rank_settings = index.store, index.settings
+            release = index.release
             timings["ingest_s"] = index.seconds
             mapper = index.mapper
             failed = index.ingest.get("failed") or []
@@ -251,18 +283,19 @@ def run_eval(
                 "documents": index.store.count_documents(),
                 "ingest": index.ingest,
                 "ingest_seconds": round(index.seconds, 3),
+                "release": index.release,
             }
             if options.as_key is not None:
                 index_info["as_key"] = options.as_key
                 index_info["groups"] = None if filters is None else filters.groups
         with _progress(options.progress) as bar:
-            if index is not None:
+            if scored_reader is not None:
                 assert embedder is not None
                 retrieval = retrieve_local(
                     scored,
-                    index.store,
+                    scored_reader,
                     embedder,
-                    index.settings,
+                    rank_settings,
                     mapper,
                     depth=options.top_k,
                     threads=options.threads,
@@ -275,6 +308,8 @@ def run_eval(
                 mapper = DocMapper(dataset)
                 try:
                     index_info = {"server_models": client.get("/v1/models").get("data")}
+                    release = _server_release(client)
+                    index_info["release"] = release
                 except Exception as exc:  # informative only
                     index_info = {"server_models_error": str(exc)}
                 retrieval = retrieve_http(
@@ -303,7 +338,7 @@ def run_eval(
                     warnings.append("no query has reference answers: answers not evaluated")
                 advance = _advance(bar, "answers", len(chosen))
                 t0 = time.perf_counter()
-                if chosen and index is not None:
+                if chosen and scored_reader is not None:
                     from rag.service import RagService
 
                     if generator is None:
@@ -313,7 +348,7 @@ def run_eval(
                         generator = load_generator(settings.generator)
                         timings["load_generator_s"] = time.perf_counter() - t1
                     assert embedder is not None
-                    rag = RagService(index.settings, index.store, embedder, generator)
+                    rag = RagService(rank_settings, scored_reader, embedder, generator)
                     for q in chosen:
                         samples.append(answer_local(rag, q, mapper, filters))
                         advance(1)
@@ -365,8 +400,13 @@ def run_eval(
         "enclave_version": enclave_version(),
         "created": started,
         "command": options.command,
-        "mode": "in-process" if options.url is None else "http",
+        "mode": "in-place"
+        if reader is not None
+        else "in-process"
+        if options.url is None
+        else "http",
         "url": options.url,
+        "release": release,
         "seed": options.seed,
         "top_k": options.top_k,
         "answers_requested": 0 if not want_answers else options.answers,
@@ -418,3 +458,19 @@ def run_eval(
         report["gate"] = {"path": gate.path, **gate_result.to_dict()}
     paths = write_reports(report, out_dir)
     return EvalOutcome(report=report, paths=paths, gate=gate_result, deltas=deltas)
+
+
+def _mode(reader: Any, options: EvalOptions) -> str:
+    if reader is not None:
+        return "in-place"
+    return "in-process" if options.url is None else "http"
+
+
+def _server_release(client: Any) -> str | None:
+    """The release a server serves (its ``/readyz``), for the report."""
+    try:
+        ready = client.get("/readyz")
+    except Exception:
+        return None
+    value = (ready.get("index") or {}).get("release")
+    return str(value) if value else None

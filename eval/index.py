@@ -79,7 +79,7 @@ class DocMapper:
         self.by_name = (
             {corpus_file_name(i): i for i in dataset.corpus} if dataset.kind == "jsonl" else {}
         )
-        self.relative = set(dataset.corpus) if dataset.kind == "documents" else set()
+        self.relative = set(dataset.corpus) if dataset.kind != "jsonl" else set()
         self._cache: dict[str, str | None] = {}
 
     def __call__(self, source: str) -> str | None:
@@ -112,6 +112,14 @@ class EvalIndex:
     seconds: float = 0.0
     key: str = ""
 
+    @property
+    def release(self) -> str | None:
+        """The evaluation index's live release (its ingest runs promote at once)."""
+        from store.registry import Registry
+
+        live = Registry.at(self.store.path).live()
+        return None if live is None else live.release
+
 
 def _write_corpus_files(dataset: Dataset, folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -140,7 +148,11 @@ def build_index(
     key = index_key(dataset, settings, embedder.name)
     root = Path(settings.data_dir).resolve() / "eval" / key
     root.mkdir(parents=True, exist_ok=True)
-    eval_settings = settings.model_copy(update={"data_dir": root})
+    from enclave.settings import ReleaseSettings
+
+    # its own releases promote at once: no golden set, no rails (a new corpus is a new index)
+    plain = ReleaseSettings(max_removed_share=1.0, max_failure_jump=1.0)
+    eval_settings = settings.model_copy(update={"data_dir": root, "release": plain})
     if dataset.kind == "jsonl":
         corpus_dir = root / "corpus"
         exact = _write_corpus_files(dataset, corpus_dir)

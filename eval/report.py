@@ -188,6 +188,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- dataset: `{ds.get('path')}` ({ds.get('corpus')} corpus, {ds.get('documents')} "
         f"documents, {ds.get('queries')} queries), sha256 `{str(ds.get('hash'))[:16]}`",
         f"- mode: {report.get('mode')}" + (f" ({report.get('url')})" if report.get("url") else ""),
+        f"- release scored: {report.get('release') or '-'}",
         f"- seed: {report.get('seed')}, depth (top-k documents): {report.get('top_k')}",
         f"- embedder: {((report.get('models') or {}).get('embedder') or {}).get('name')}",
         f"- generator: {((report.get('models') or {}).get('generator') or {}).get('name')}",
@@ -261,6 +262,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"{escape(str(report.get('enclave_version')))}; mode {escape(str(report.get('mode')))}"
         + (f" ({escape(str(report.get('url')))})" if report.get("url") else "")
         + "</li>",
+        f"<li>release scored: {escape(str(report.get('release') or '-'))}</li>",
         f"<li>dataset <code>{escape(str(ds.get('path')))}</code>: {ds.get('documents')} "
         f"documents ({escape(str(ds.get('corpus')))}), {ds.get('queries')} queries; sha256 "
         f"<code>{escape(str(ds.get('hash'))[:16])}</code></li>",

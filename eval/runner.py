@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from enclave.settings import Settings
     from eval.index import DocMapper
     from models.embedder import Embedder
-    from store.db import Store
+    from store.reader import TableReader
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class RetrievalRun:
 
 def retrieve_local(
     queries: Sequence[Query],
-    store: Store,
+    store: TableReader,
     embedder: Embedder,
     settings: Settings,
     mapper: DocMapper,
@@ -239,6 +239,12 @@ class AnswerSample:
     question: str
     references: list[str]
     text: str
+    #: answer metrics by fact (eval/dataset.py): keys, an expected abstention, a follow-up
+    keys: list[str] = field(default_factory=list)
+    unanswerable: bool = False
+    follow_up: bool = False
+    #: texts of the chunks retrieved for the answer (the key-fact ceiling looks in them)
+    retrieved_texts: list[str] = field(default_factory=list)
     verified: list[int] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
     abstained: bool = False
@@ -254,8 +260,9 @@ class AnswerSample:
 
 
 def sample_queries(queries: Sequence[Query], n: int, seed: int) -> list[Query]:
-    """``n`` queries with reference answers, drawn with ``seed``, in dataset order."""
-    pool = [i for i, q in enumerate(queries) if q.answers]
+    """``n`` queries with reference answers, keys or an expected abstention, drawn with
+    ``seed``, in dataset order."""
+    pool = [i for i, q in enumerate(queries) if q.answers or q.scored_by_fact]
     chosen = pool if n >= len(pool) else sorted(random.Random(seed).sample(pool, n))
     return [queries[i] for i in chosen]
 
@@ -274,15 +281,27 @@ def _passages_of(sources: Sequence[dict[str, Any]], texts: dict[str, str]) -> di
     return out
 
 
+def new_sample(query: Query) -> AnswerSample:
+    return AnswerSample(
+        query_id=query.id,
+        question=query.text,
+        references=query.answers,
+        text="",
+        keys=list(query.keys),
+        unanswerable=query.unanswerable,
+        follow_up=query.follow_up,
+    )
+
+
 def answer_local(
     rag: Any, query: Query, mapper: DocMapper, filters: SearchFilters | None = None
 ) -> AnswerSample:
     """One answer from an in-process :class:`rag.service.RagService` (as the key whose
-    ``filters`` are given, ``--as-key``)."""
-    sample = AnswerSample(query_id=query.id, question=query.text, references=query.answers, text="")
+    ``filters`` are given, ``--as-key``); a follow-up is asked after its history."""
+    sample = new_sample(query)
     t0 = time.perf_counter()
     try:
-        answer = rag.answer([{"role": "user", "content": query.text}], filters=filters)
+        answer = rag.answer(query.messages(), filters=filters)
     except EnclaveError as exc:
         sample.error = exc.message
         sample.total_s = time.perf_counter() - t0
@@ -297,6 +316,7 @@ def answer_local(
     sample.removed = list(answer.removed)
     sample.abstained = bool(answer.abstained)
     texts = {h.chunk_id: h.text for h in answer.retrieved}
+    sample.retrieved_texts = [h.text for h in answer.retrieved]
     given = list(getattr(answer, "sources", None) or answer.citations)
     sample.sources = _passages_of(given, texts)
     by_chunk = {h.chunk_id: h for h in answer.retrieved}
@@ -319,9 +339,9 @@ def answer_http(
     ``sources`` (what the model was given), ``citations`` and ``enclave`` (verified, removed,
     abstained, the cleaned text); full passage texts come from ``/v1/search`` by chunk id
     (the API lists 300-character snippets)."""
-    sample = AnswerSample(query_id=query.id, question=query.text, references=query.answers, text="")
+    sample = new_sample(query)
     body: dict[str, Any] = {
-        "messages": [{"role": "user", "content": query.text}],
+        "messages": query.messages(),
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -366,6 +386,7 @@ def answer_http(
         except EnclaveError as exc:  # snippets still allow a (weaker) check
             log.warning("could not fetch source texts: %s", exc.message)
     apply_http_answer(sample, "".join(parts), sources, meta, texts, mapper)
+    sample.retrieved_texts = list(sample.sources.values())
     return sample
 
 

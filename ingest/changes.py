@@ -32,10 +32,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from enclave.settings import Settings
-from ingest.snapshot import index_signature, load_snapshot, write_snapshot
+from ingest.snapshot import index_signature, live_release, load_snapshot, write_snapshot
 from ingest.summary import IngestSummary
-from ingest.walk import WalkedFile, WalkIssue, is_under, walk
-from store.records import STATUS_FAILED, STATUS_OK, DocumentRecord, read_index_meta
+from ingest.walk import WalkedFile, WalkIssue, WalkItem, WalkSkip, is_under, walk
+from store.records import (
+    STATUS_FAILED,
+    STATUS_OK,
+    DocumentRecord,
+    fs_path,
+    read_index_meta,
+)
 
 if TYPE_CHECKING:
     from enclave.security.policy import AclPolicy
@@ -43,7 +49,7 @@ if TYPE_CHECKING:
     from store.db import Store
 
 #: failures whose cause may have gone away without the file changing
-RETRY_MARKERS = ("timed out", "permission denied", "file not found")
+RETRY_MARKERS = ("timed out", "permission denied", "file not found", "incomplete: its chunks")
 
 
 def retryable(error: str) -> bool:
@@ -83,6 +89,8 @@ class Plan:
     seen: set[str] = field(default_factory=set)
     #: files left out, by reason ("unsupported", ...)
     skipped: dict[str, int] = field(default_factory=dict)
+    #: entries left out on purpose, each with its reason (links out of the roots, FIFOs, ...)
+    skips: list[WalkSkip] = field(default_factory=list)
 
     @property
     def files_seen(self) -> int:
@@ -93,6 +101,9 @@ def plan(settings: Settings, roots: list[str], state: dict[str, DocumentRecord])
     """Walk ``roots`` and decide each file against its stored row in ``state``."""
     out = Plan()
     for item in walk_supported(settings, roots, out.skipped):
+        if isinstance(item, WalkSkip):
+            out.skips.append(item)
+            continue
         out.seen.add(item.path)
         if isinstance(item, WalkIssue):
             out.issues.append(item)
@@ -103,9 +114,10 @@ def plan(settings: Settings, roots: list[str], state: dict[str, DocumentRecord])
 
 def walk_supported(
     settings: Settings, roots: list[str], skipped: dict[str, int]
-) -> Iterator[WalkedFile | WalkIssue]:
+) -> Iterator[WalkItem]:
     """The files of a run: under ``roots``, of a supported format, through the include and
-    exclude globs (``skipped`` counts the rest by reason)."""
+    exclude globs (``skipped`` counts the rest by reason), links out of the roots followed
+    only under ``ingest.follow_external_links``."""
     from ingest.parse import SUPPORTED_EXTENSIONS
 
     ing = settings.ingest
@@ -115,6 +127,7 @@ def walk_supported(
         exclude=ing.exclude,
         extensions=SUPPORTED_EXTENSIONS,
         skipped=skipped,
+        follow_external_links=ing.follow_external_links,
     )
 
 
@@ -174,6 +187,9 @@ def unchanged_run(
     seen: set[str] = set()
     skipped: dict[str, int] = {}
     for item in walk_supported(settings, roots, skipped):
+        if isinstance(item, WalkSkip):
+            summary.skipped.append({"path": item.path, "reason": item.reason})
+            continue
         if isinstance(item, WalkIssue):
             return None
         entry = snapshot.docs.get(item.path)
@@ -184,7 +200,7 @@ def unchanged_run(
         if entry.status != STATUS_OK:
             summary.previously_failed += 1
     if prune and any(
-        path not in seen and any(is_under(path, r) for r in roots) and not os.path.exists(path)
+        path not in seen and any(is_under(path, r) for r in roots) and not _surely_exists(path)
         for path in snapshot.docs
     ):
         return None
@@ -192,8 +208,28 @@ def unchanged_run(
     summary.skipped_unsupported = skipped.get("unsupported", 0)
     summary.stages = {"walk_s": time.perf_counter() - tw, "setup_s": setup_s}
     summary.from_snapshot = True
+    summary.release = no_release(snapshot.live)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def no_release(live: str | None) -> dict[str, object]:
+    """The summary's ``release`` object of a run that changed nothing."""
+    return {
+        "id": None,
+        "state": None,
+        "promoted": False,
+        "blocked": False,
+        "reason": "nothing changed: no new release",
+        "live": live,
+    }
+
+
+def _surely_exists(key: str) -> bool:
+    """Whether the file of a stored key exists. An escaped key (a name that is not UTF-8,
+    store.records.path_key) can be read two ways and the snapshot has no document ids to tell
+    them apart: such a doubt answers False, so the full path decides."""
+    return fs_path(key) == key and os.path.exists(key)
 
 
 def leave_snapshot(
@@ -210,4 +246,6 @@ def leave_snapshot(
     else:
         signature, state = read
     if signature is not None and index_signature(store.path) == signature:
-        write_snapshot(settings.data_dir, signature, state, retryable)
+        write_snapshot(
+            settings.data_dir, signature, state, retryable, live=live_release(store.path)
+        )

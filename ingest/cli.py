@@ -1,7 +1,13 @@
-"""``enclave ingest`` and ``enclave status``.
+"""``enclave ingest`` and ``enclave status`` (and, through ingest/release_cli.py, the
+release commands).
 
-Exit codes: 0 all files ingested (or unchanged), 1 some files failed (listed with reasons),
-2 usage error (missing path, bad flag or group, embedder mismatch, invalid settings).
+Exit codes: 0 all files ingested (or unchanged) and the release step went through; 1 some
+files failed (listed with reasons), or the run's candidate was held by the rails or rejected
+by the gate (the reasons and how to force it are printed); 2 usage error (missing path, bad
+flag or group, embedder mismatch, invalid settings, another writer busy).
+
+stdout holds only the summary (one JSON object with ``--json``); progress goes to stderr
+(:func:`progress_kind`, ingest/progress.py).
 """
 
 from __future__ import annotations
@@ -15,11 +21,19 @@ import typer
 
 from enclave.cli_options import ConfigOpt, DataDirOpt, build_settings, fail
 from enclave.errors import EnclaveError
+from ingest.promotion import ReleaseHooks
+
+#: lent by the command-line root (enclave/cli.py): the gate and the report scrubber
+_HOOKS: dict[str, ReleaseHooks | None] = {"hooks": None}
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
+    from ingest.release_cli import register as register_releases
+
+    _HOOKS["hooks"] = hooks
     app.command("ingest")(ingest_command)
     app.command("status")(status_command)
+    register_releases(app, hooks)
 
 
 def ingest_command(
@@ -62,6 +76,23 @@ def ingest_command(
             "--policy", help="TOML ACL policy: path globs -> groups (security.policy_file)"
         ),
     ] = None,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links",
+            help="follow symbolic links to files and folders outside PATH "
+            "(ingest.follow_external_links); by default they are skipped and listed",
+        ),
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="JSON progress lines on stderr (default: a bar on a terminal without --json, "
+            "lines when stderr is not a terminal)",
+            show_default=False,
+        ),
+    ] = None,
     redact_pii: Annotated[
         bool,
         typer.Option(
@@ -82,6 +113,8 @@ def ingest_command(
             "chunk_overlap": chunk_overlap,
         }
     }
+    if follow_links:
+        overrides["ingest"]["follow_external_links"] = True
     security: dict[str, Any] = {}
     if policy is not None:
         security["policy_file"] = policy
@@ -96,15 +129,29 @@ def ingest_command(
         if exclude:
             settings.ingest.exclude = [*settings.ingest.exclude, *exclude]
         checked = parse_groups(groups)
-        show = not as_json and sys.stderr.isatty()
-        summary = ingest_paths(settings, paths, prune=prune, groups=checked, progress=show)
+        show = progress_kind(progress, as_json=as_json, tty=sys.stderr.isatty())
+        summary = ingest_paths(
+            settings, paths, prune=prune, groups=checked, progress=show, hooks=_HOOKS["hooks"]
+        )
     except EnclaveError as exc:
         raise fail(exc) from exc
     if as_json:
         typer.echo(json.dumps(summary.to_dict()))
     else:
         _print_summary(summary.to_dict())
-    raise typer.Exit(0 if summary.ok else 1)
+    raise typer.Exit(0 if summary.ok and not summary.release_blocked else 1)
+
+
+def progress_kind(flag: bool | None, *, as_json: bool, tty: bool) -> bool | str:
+    """What ``enclave ingest`` shows on stderr while it runs: ``"lines"`` (JSON progress
+    lines) with ``--progress`` or when stderr is not a terminal, the bar (True) on a terminal
+    without ``--json``, nothing (False) with ``--no-progress`` or ``--json`` on a terminal.
+    stdout only ever holds the summary."""
+    if flag is False:
+        return False
+    if flag or not tty:
+        return "lines"
+    return not as_json
 
 
 def _print_summary(d: dict[str, Any]) -> None:
@@ -126,6 +173,22 @@ def _print_summary(d: dict[str, Any]) -> None:
         table.add_row("flagged chunks", str(d["flagged_chunks"]))
     table.add_row("seconds", f"{d['seconds']:.1f}")
     console.print(table)
+    for key, title in (("skipped", "Skipped"), ("truncated", "Indexed in part")):
+        if d.get(key):
+            listed = Table(title=title, show_header=True)
+            listed.add_column("path", overflow="fold")
+            listed.add_column("reason", overflow="fold")
+            for s in d[key]:
+                listed.add_row(s["path"], s["reason"])
+            console.print(listed)
+    rel = d.get("release") or {}
+    if rel.get("id"):
+        state = "live" if rel.get("promoted") else rel.get("state")
+        console.print(f"release {rel['id']}: {state}", highlight=False)
+    for failure in (rel.get("gate") or {}).get("failures") or []:
+        console.print(f"  [red]FAIL[/] {failure}", highlight=False)
+    if rel.get("reason") and rel.get("id"):
+        console.print(rel["reason"], highlight=False, soft_wrap=True)
     if d["failed"]:
         errors = Table(title="Failed files", show_header=True)
         errors.add_column("path", overflow="fold")
@@ -142,7 +205,8 @@ def status_command(
         bool, typer.Option("--json", help="print one JSON object on stdout")
     ] = False,
 ) -> None:
-    """Show what the index holds: documents, chunks, failures, embedder, size, last ingest."""
+    """Show what the live release holds (documents, chunks, failures), the live and
+    candidate releases, the embedder, the index size and the last ingest."""
     try:
         settings = build_settings(config, data_dir)
         report = index_status(settings.data_dir)
@@ -161,12 +225,15 @@ def index_status(data_dir: Path) -> dict[str, Any]:
     from models.variants import variant_of
     from store.db import Store
     from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK
+    from store.releases import Releases
 
     lance_dir = Path(data_dir) / "lancedb"
     if not lance_dir.is_dir():
         raise UsageError(f"no index in {data_dir}: run `enclave ingest PATH --data-dir {data_dir}`")
     store = Store(lance_dir)
-    docs = store.list_documents()
+    releases = Releases(store)
+    view = releases.live_view()
+    docs = view.list_documents()
     counts = {
         s: sum(1 for d in docs if d.status == s) for s in (STATUS_OK, STATUS_EMPTY, STATUS_FAILED)
     }
@@ -175,15 +242,20 @@ def index_status(data_dir: Path) -> dict[str, Any]:
         for d in docs
         if d.status != STATUS_OK
     ]
+    truncated = [
+        {"path": d.path, "reason": d.error} for d in docs if d.status == STATUS_OK and d.error
+    ]
     last = read_last_ingest(data_dir)
     ingested = [d.ingested_at for d in docs if d.ingested_at]
     meta = store.meta()
     return {
         "data_dir": str(data_dir),
+        "releases": release_status(releases),
         "documents": len(docs),
         "documents_by_status": counts,
-        "chunks": store.count_chunks(),
+        "chunks": view.count_chunks(),
         "failures": failures,
+        "truncated": truncated,
         "embedder": {
             "name": meta.get("embedder"),
             "dimension": meta.get("dimension"),
@@ -193,6 +265,33 @@ def index_status(data_dir: Path) -> dict[str, Any]:
         "last_ingest": last["finished_at"] if last else (max(ingested) if ingested else None),
         "last_summary": last["summary"] if last else None,
     }
+
+
+def release_status(releases: Any) -> dict[str, Any]:
+    """The live release and the newest candidate waiting (held, rejected or pending)."""
+    registry = releases.registry
+    live = registry.live()
+    records = registry.records()
+    by_id = {r.id: r for r in records}
+    pending = [r for r in records if r.state in ("candidate", "rejected")]
+    out: dict[str, Any] = {"live": None, "candidate": None, "count": len(records)}
+    if live is not None:
+        rec = by_id.get(live.release)
+        out["live"] = {
+            "id": live.release,
+            "promoted_at": live.promoted_at,
+            "promoted_by": live.promoted_by,
+            "forced": bool(rec and rec.forced),
+        }
+    if pending:
+        rec = pending[-1]
+        out["candidate"] = {
+            "id": rec.id,
+            "state": rec.state,
+            "created_at": rec.created_at,
+            "reason": rec.held or ("gate failed" if rec.state == "rejected" else None),
+        }
+    return out
 
 
 def _print_status(r: dict[str, Any]) -> None:
@@ -208,6 +307,14 @@ def _print_status(r: dict[str, Any]) -> None:
         "documents", f"{r['documents']} (ok {by['ok']}, empty {by['empty']}, failed {by['failed']})"
     )
     table.add_row("chunks", str(r["chunks"]))
+    rel = r.get("releases") or {}
+    live, cand = rel.get("live"), rel.get("candidate")
+    table.add_row(
+        "live release", f"{live['id']} (promoted {live['promoted_at']})" if live else "none"
+    )
+    if cand:
+        why = f": {cand['reason']}" if cand.get("reason") else ""
+        table.add_row("candidate", f"{cand['id']} ({cand['state']}){why}")
     emb = r["embedder"]
     variant = f", {emb['variant']}" if emb.get("variant") else ""
     table.add_row(
@@ -225,6 +332,13 @@ def _print_status(r: dict[str, Any]) -> None:
         for f in r["failures"]:
             errors.add_row(f["path"], f["status"], f["error"])
         console.print(errors)
+    if r.get("truncated"):
+        part = Table(title="Indexed in part", show_header=True)
+        part.add_column("path", overflow="fold")
+        part.add_column("reason", overflow="fold")
+        for t in r["truncated"]:
+            part.add_row(t["path"], t["reason"])
+        console.print(part)
 
 
 def _human_bytes(n: int) -> str:

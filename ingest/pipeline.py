@@ -21,12 +21,25 @@ A run, in order:
 4. failed rows for the files the walk could not read, then producer, embedder and writer
    until every decided file is counted, then ``prune``;
 5. new groups for unchanged documents (ingest/groups.py), the index optimised when something
-   was written, the snapshot for the next run, and ``last-ingest.json`` (ingest/summary.py).
+   was written, then the release step (ingest/promotion.py): when anything changed, the
+   head's versions become a candidate release, promoted at once under
+   ``release.auto_promote`` if the rails and the gate pass; finally the snapshot for the next
+   run and ``last-ingest.json`` (ingest/summary.py).
 
-The progress bar advances once per file as it is counted. ``summary.stages`` holds where the
+The whole run holds the index's writer lock (store/lock.py): a second ingest, promote or
+purge is refused while it runs. Before writing, the head is prepared
+(:meth:`store.releases.Releases.prepare_head`): an index from before releases is adopted, and
+a head holding a rejected, held or rolled-back release is restored to the live one. Nothing
+this run writes is served before it is promoted.
+
+The progress (a bar, or JSON lines on stderr: ingest/progress.py) advances once per file as it
+is counted. ``summary.stages`` holds where the
 time went, in seconds: ``walk_s``, ``hash_s``, ``parse_wait_s`` (only the time spent waiting
 for the parsers), ``clean_s``, ``chunk_s``, ``embed_s``, ``write_s``, ``setup_s``,
-``optimize_s`` (when something was written) and ``embedder_load_s``.
+``optimize_s`` (when something was written: fragments and the full-text index, see
+store/maintain.py), ``embedder_load_s``, ``release_s`` (the release bookkeeping: preparing
+the head, recording, rails, promotion, retention), ``prune_s`` (removing the versions
+retention dropped) and ``gate_s`` (the gate's evaluation, when one ran).
 
 The embedder is loaded only when some document needs embedding: a run over an unchanged
 corpus never imports torch.
@@ -41,18 +54,22 @@ from typing import TYPE_CHECKING
 
 from enclave.offline import enforce_offline
 from enclave.settings import Settings
-from ingest.changes import leave_snapshot, plan, unchanged_run
+from ingest.changes import Plan, leave_snapshot, no_release, plan, unchanged_run
 from ingest.embed import Embedding, LazyEmbedder
 from ingest.groups import Readers, parse_groups
 from ingest.produce import Producer
-from ingest.snapshot import index_signature
+from ingest.promotion import Outcome, ReleaseHooks, after_ingest
+from ingest.snapshot import forget_snapshot, index_signature
 from ingest.summary import IngestSummary, write_last_ingest
 from ingest.walk import check_roots
 from ingest.write import Writer
 from models.embedder import Embedder
+from store.lock import WriterLock
 
 if TYPE_CHECKING:
+    from ingest.progress import IngestProgress, LineProgress
     from store.db import Store
+    from store.releases import Releases
 
 
 class _Run:
@@ -67,9 +84,11 @@ class _Run:
         embedder: Embedder | None,
         store: Store,
         readers: Readers,
-        progress: bool,
+        progress: bool | str,
+        hooks: ReleaseHooks | None = None,
     ) -> None:
         self.settings = settings
+        self.hooks = hooks
         self.roots = roots
         self.prune = prune
         self.store = store
@@ -90,22 +109,50 @@ class _Run:
             settings, store, self.summary, self.stages, readers, lambda: self.lazy.name
         )
 
+    def _progress(self, walked: Plan) -> IngestProgress | LineProgress:
+        """The bar (``progress`` true or ``"bar"``), JSON lines on stderr (``"lines"``), or a
+        bar that shows nothing."""
+        from ingest.progress import IngestProgress, LineProgress
+
+        total = len(walked.decisions)
+        if self.show_progress == "lines":
+            work = [d for d in walked.decisions if d.must_hash or d.retry]
+            summary = self.summary
+
+            def stats() -> dict[str, int]:
+                return {
+                    "ingested": summary.ingested,
+                    "updated": summary.updated,
+                    "unchanged": summary.unchanged,
+                    "failed": len(summary.failed),
+                    "chunks_written": self.writer.chunks_written,
+                }
+
+            return LineProgress(
+                total=total, bytes_total=sum(d.file.size for d in work), stats=stats
+            )
+        return IngestProgress(enabled=bool(self.show_progress), total=total)
+
     def run(self) -> IngestSummary:
         t0 = time.perf_counter()
         self.lazy.check_index()
+        releases = self._releases()
+        tr = time.perf_counter()
+        prepared = releases.prepare_head()
+        was_dirty = releases.begin_writes()
+        self.stages["release_s"] = time.perf_counter() - tr
         self.writer.remove_orphans()
         signature = index_signature(self.store.path)
         state = self.store.documents_state()
-        self.stages["setup_s"] = time.perf_counter() - t0
+        self.stages["setup_s"] = time.perf_counter() - t0 - self.stages["release_s"]
         tw = time.perf_counter()
         walked = plan(self.settings, self.roots, state)
         self.stages["walk_s"] = time.perf_counter() - tw
         self.summary.files_seen = walked.files_seen
         self.summary.skipped_unsupported = walked.skipped.get("unsupported", 0)
+        self.summary.skipped = [{"path": s.path, "reason": s.reason} for s in walked.skips]
 
-        from ingest.progress import IngestProgress
-
-        with IngestProgress(enabled=self.show_progress, total=len(walked.decisions)) as bar:
+        with self._progress(walked) as bar:
             self.writer.tick = bar.advance
             self.writer.record_issues(walked.issues, state)
             embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
@@ -115,17 +162,53 @@ class _Run:
                 self.writer.prune(state, walked.seen, self.roots)
         if self.readers.may_regroup:
             self.writer.regroup(walked.decisions)
-        if self.writer.wrote:
+        if self.writer.wrote or prepared.restored_from:
             tws = time.perf_counter()
-            self.store.optimize()
+            self.store.compact()
             self.stages["optimize_s"] = time.perf_counter() - tws
-        leave_snapshot(self.settings, self.store, None if self.writer.wrote else (signature, state))
         self.stages["embedder_load_s"] = self.lazy.load_seconds
         self.summary.stages = self.stages
         self.summary.embedder = self.lazy.name or (self.store.embedder_name or "")
         self.summary.seconds = time.perf_counter() - t0
+        outcome = self._release(releases, prepared.parent, self.writer.wrote or was_dirty)
+        if outcome is not None or prepared.restored_from:
+            tp = time.perf_counter()
+            self.store.prune()  # what the releases dropped now, and the run's own steps
+            self.stages["prune_s"] = time.perf_counter() - tp
+        if outcome is not None and outcome.blocked:
+            forget_snapshot(self.settings.data_dir)  # the next run restores the head
+        else:
+            changed = self.writer.wrote or prepared.restored_from or outcome is not None
+            read = None if changed else (signature, state)
+            leave_snapshot(self.settings, self.store, read)
+        self.summary.seconds = time.perf_counter() - t0
         write_last_ingest(self.settings, self.roots, self.summary)
         return self.summary
+
+    def _releases(self) -> Releases:
+        from store.releases import Releases
+
+        return Releases(self.store)
+
+    def _release(self, releases: Releases, parent: str | None, changed: bool) -> Outcome | None:
+        """The release step: a candidate when anything changed, promoted when it may be."""
+        tr = time.perf_counter()
+        if not changed:
+            releases.end_without_changes()
+            live = releases.registry.live()
+            self.summary.release = no_release(live.release if live else None)
+            self.stages["release_s"] += time.perf_counter() - tr
+            return None
+        rec = releases.record_candidate(parent, self.summary.to_dict())
+        loaded = self.lazy.get() if self.lazy.loaded else None
+        outcome = after_ingest(self.settings, releases, rec, self.hooks, loaded)
+        gate_s = float((outcome.gate or {}).get("seconds") or 0.0)
+        if gate_s:
+            self.stages["gate_s"] = gate_s
+        self.stages["release_s"] += time.perf_counter() - tr - gate_s
+        live = releases.registry.live()
+        self.summary.release = {**outcome.to_dict(), "live": live.release if live else None}
+        return outcome
 
 
 def ingest_paths(
@@ -136,14 +219,20 @@ def ingest_paths(
     embedder: Embedder | None = None,
     store: Store | None = None,
     groups: list[str] | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
+    hooks: ReleaseHooks | None = None,
 ) -> IngestSummary:
-    """Ingest files and folders into the index at ``settings.data_dir``.
+    """Ingest files and folders into the index at ``settings.data_dir``, as a candidate
+    release (promoted at once under ``release.auto_promote`` when it passes).
 
-    Raises :class:`~enclave.errors.UsageError` for a missing path or a bad group name and
+    Raises :class:`~enclave.errors.UsageError` for a missing path or a bad group name,
     :class:`~enclave.errors.EmbedderMismatchError` when the index was built with another
-    embedder. Files that cannot be ingested do not raise: they are listed in
-    ``summary.failed`` with their reason and the run goes on.
+    embedder and :class:`~store.lock.WriterBusyError` while another process writes to the
+    index. Files that cannot be ingested do not raise: they are listed in ``summary.failed``
+    with their reason and the run goes on. ``hooks`` lend the gate (``eval/``).
+
+    ``progress``: true (or ``"bar"``) shows a bar on stderr, ``"lines"`` writes JSON progress
+    lines to stderr (ingest/progress.py), false shows nothing.
     """
     enforce_offline()
     roots = check_roots(paths)
@@ -151,23 +240,25 @@ def ingest_paths(
     from enclave.security.policy import AclPolicy
 
     policy = AclPolicy.load(settings.security.policy_file)  # ConfigError: exit code 2
-    if store is None:
-        quick = unchanged_run(
-            settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
-        )
-        if quick is not None:
-            write_last_ingest(settings, roots, quick)
-            return quick
-        from store.db import Store
+    with WriterLock(settings.lance_dir, "enclave ingest"):
+        if store is None:
+            quick = unchanged_run(
+                settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
+            )
+            if quick is not None:
+                write_last_ingest(settings, roots, quick)
+                return quick
+            from store.db import Store
 
-        store = Store(settings.lance_dir)
-    run = _Run(
-        settings,
-        roots,
-        prune=prune,
-        embedder=embedder,
-        store=store,
-        readers=Readers(policy, checked),
-        progress=progress,
-    )
-    return run.run()
+            store = Store(settings.lance_dir)
+        run = _Run(
+            settings,
+            roots,
+            prune=prune,
+            embedder=embedder,
+            store=store,
+            readers=Readers(policy, checked, tuple(roots)),
+            progress=progress,
+            hooks=hooks,
+        )
+        return run.run()

@@ -14,7 +14,10 @@ For each decision, in walk order, the producer thread:
 
 Items go to the calling thread through a bounded queue (:data:`QUEUE_DOCS` documents), which
 keeps memory flat whatever the corpus size and keeps the parsers busy while the model embeds;
-the queue ends with ``None``. An exception in the producer is handed through the queue and
+the queue ends with ``None``. The cleaned texts in flight are bounded too
+(:data:`IN_FLIGHT_BYTES`, :class:`InFlight`): a document's share is held from the moment it is
+cleaned until the calling thread has cut all its chunks (:meth:`Producer.release`), so a few
+huge documents never pile up in memory. An exception in the producer is handed through the queue and
 raised by the calling thread. Leaving the :class:`Producer` context stops the thread.
 Chunking is not done here: it needs the embedder's tokenizer, which stays on the calling
 thread (ingest/embed.py).
@@ -26,6 +29,7 @@ import contextlib
 import hashlib
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +39,7 @@ from typing import Any
 
 from enclave.settings import Settings
 from ingest.changes import Decision
-from ingest.chunk import Chunk
+from ingest.chunk import Chunk, ChunkStream
 from ingest.clean import CleanDocument, UnreadableDocument, clean_document
 from ingest.groups import Readers
 from ingest.types import ParsedDocument, ParseError, Source
@@ -43,6 +47,9 @@ from store.records import DocumentRecord
 
 #: parsed-and-cleaned documents waiting for the embedder
 QUEUE_DOCS = 32
+#: bytes of cleaned text in flight between the producer and the writer (queued documents
+#: plus those whose chunks are still being cut); see :class:`InFlight`
+IN_FLIGHT_BYTES = 256 * 1024 * 1024
 
 
 def sha256_file(path: str) -> str:
@@ -67,9 +74,53 @@ class Item:
     title: str = ""
     cleaned: CleanDocument | None = None
     redacted: dict[str, int] = field(default_factory=dict)
+    #: the parser cut the text at the document's character budget
+    cut_by_parser: bool = False
+    #: bytes of the in-flight budget this item holds until its text is let go
+    held: int = 0
+    # ---- on the calling thread (ingest/embed.py)
+    #: the document's chunks still to be cut; None once they are all taken
+    stream: ChunkStream | None = None
+    #: chunks taken from the stream and not yet written (``vectors`` holds the first
+    #: ``embedded`` of them)
     chunks: list[Chunk] = field(default_factory=list)
     embedded: int = 0
     vectors: list[Any] = field(default_factory=list)
+    #: chunks already written in earlier slices of this document (ingest/write.py)
+    written: int = 0
+    #: why not all of the document's text was indexed ("truncated: ..."), else ""
+    truncated: str = ""
+
+    @property
+    def chunk_count(self) -> int:
+        """Chunks of the document so far: written in slices plus held."""
+        return self.written + len(self.chunks)
+
+
+class InFlight:
+    """A budget of bytes for the cleaned texts between the producer and the writer: the
+    producer waits while the documents already in flight hold it (one document alone is
+    always let through, however big)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int, stop: threading.Event) -> bool:
+        """Wait for ``n`` bytes; False when ``stop`` was set first."""
+        with self._cond:
+            while self.used and self.used + n > self.capacity:
+                if stop.is_set():
+                    return False
+                self._cond.wait(0.2)
+            self.used += n
+            return True
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.used = max(0, self.used - n)
+            self._cond.notify_all()
 
 
 class _Stop(Exception):
@@ -92,6 +143,7 @@ class Producer:
         self.stages = stages
         self.queue: queue.Queue[Item | BaseException | None] = queue.Queue(maxsize=QUEUE_DOCS)
         self.stop = threading.Event()
+        self.in_flight = InFlight(IN_FLIGHT_BYTES)
         olds = {d.file.path: d.old for d in decisions if d.old is not None}
         self._thread = threading.Thread(
             target=self._run, args=(olds,), name="enclave-ingest", daemon=True
@@ -124,6 +176,22 @@ class Producer:
         """The next item if one is waiting; raises :class:`queue.Empty` otherwise."""
         return self.queue.get_nowait()
 
+    def poll(self, wait_s: float) -> Item | BaseException | None:
+        """The next item, waiting up to ``wait_s``; raises :class:`queue.Empty` after that
+        (an error when the thread died without a word)."""
+        try:
+            return self.queue.get(timeout=wait_s)
+        except queue.Empty:
+            if not self._thread.is_alive() and self.queue.empty():
+                return RuntimeError("the ingest producer thread stopped unexpectedly")
+            raise
+
+    def release(self, item: Item) -> None:
+        """The calling thread let go of ``item``'s text: its share of the budget returns."""
+        if item.held:
+            self.in_flight.release(item.held)
+            item.held = 0
+
     # ---------------------------------------------------------- producer thread
     def _sources(self) -> Iterator[Source]:
         """Hash what needs hashing; yield what must be parsed; report the rest."""
@@ -132,14 +200,21 @@ class Producer:
                 return
             f, old = d.file, d.old
             groups = self.readers.groups_for(f.path, old)
-            src = Source(path=f.path, doc_id=f.doc_id, size=f.size, mtime=f.mtime, groups=groups)
+            src = Source(
+                path=f.path,
+                doc_id=f.doc_id,
+                size=f.size,
+                mtime=f.mtime,
+                groups=groups,
+                fs_path=f.fs_path,
+            )
             if not d.must_hash and not d.retry:
                 self._put(Item("unchanged", src, old))
                 continue
             if d.must_hash or not (old and old.sha256):
                 t = time.perf_counter()
                 try:
-                    src.sha256 = sha256_file(f.path)
+                    src.sha256 = sha256_file(f.fs_path)
                 except OSError as exc:
                     self.stages["hash_s"] += time.perf_counter() - t
                     reason = (
@@ -181,7 +256,13 @@ class Producer:
                         break
                     finally:
                         self.stages["parse_wait_s"] += time.perf_counter() - t
-                    self._put(self._prepare(src, olds.get(src.path), result))
+                    item = self._prepare(src, olds.get(src.path), result)
+                    del result
+                    if item.cleaned is not None:
+                        item.held = sys.getsizeof(item.cleaned.text)
+                        if not self.in_flight.acquire(item.held, self.stop):
+                            return
+                    self._put(item)
             self._put(None)
         except _Stop:
             return
@@ -207,6 +288,9 @@ class Producer:
             return Item("empty", src, old, error=str(exc), parser=result.parser)
         finally:
             self.stages["clean_s"] += time.perf_counter() - t
+            result.elements = []  # the parser's copy of the text goes (the pool still holds
+            # the document object until its next result)
+        cleaned.drop_element_texts()
         title = cleaned.title or result.title or os.path.basename(src.path)
         return Item(
             "parsed",
@@ -216,4 +300,5 @@ class Producer:
             title=title,
             cleaned=cleaned,
             redacted=redacted,
+            cut_by_parser=result.truncated,
         )

@@ -7,7 +7,9 @@ failure is worth retrying, keyed by path, plus a *signature* of the index: the n
 and mtimes of the version files of both tables (``<table>.lance/_versions``). Every commit to
 a Lance table writes a version file, so any change to the index after the snapshot (another
 ingest, a delete through the API, a run killed half-way, a compaction) changes the
-signature, and the snapshot is ignored.
+signature, and the snapshot is ignored. The snapshot also names the release that was live
+when it was written (``live``): a promote or rollback since then sends the next run down the
+full path, which builds on the release live now (store/releases.py).
 
 The next run uses the snapshot only to conclude that there is nothing to do: when the
 signature still matches, every walked file is in the snapshot with the same size and mtime,
@@ -64,6 +66,18 @@ class Entry:
 class Snapshot:
     signature: str
     docs: dict[str, Entry]
+    live: str | None = None
+
+
+def live_release(lance_dir: str | Path) -> str | None:
+    """The live release's id, read from the registry's pointer file (no LanceDB)."""
+    from store.registry import Registry
+
+    try:
+        pointer = Registry.at(lance_dir).live()
+    except (OSError, ValueError, KeyError):
+        return None
+    return None if pointer is None else pointer.release
 
 
 def write_snapshot(
@@ -71,9 +85,11 @@ def write_snapshot(
     signature: str,
     state: Mapping[str, DocumentRecord],
     retryable: Callable[[str], bool],
+    live: str | None = None,
 ) -> None:
-    """Write the snapshot of ``state`` (taken while the index had ``signature``) atomically.
-    ``retryable(error)`` says whether a failure is retried on an unchanged file."""
+    """Write the snapshot of ``state`` (taken while the index had ``signature`` and
+    ``live`` was the live release) atomically. ``retryable(error)`` says whether a failure
+    is retried on an unchanged file."""
     docs = {
         path: [
             rec.size,
@@ -83,7 +99,7 @@ def write_snapshot(
         ]
         for path, rec in state.items()
     }
-    data = {"format": SNAPSHOT_FORMAT, "signature": signature, "docs": docs}
+    data = {"format": SNAPSHOT_FORMAT, "signature": signature, "docs": docs, "live": live}
     path = Path(data_dir) / SNAPSHOT_FILE
     tmp = path.with_name(path.name + ".tmp")
     with contextlib.suppress(OSError):
@@ -107,8 +123,9 @@ def load_snapshot(data_dir: str | Path, lance_dir: str | Path) -> Snapshot | Non
             str(path): Entry(int(v[0]), float(v[1]), str(v[2]), bool(v[3]))
             for path, v in data["docs"].items()
         }
+        live = data.get("live")
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
-    if index_signature(lance_dir) != signature:
+    if index_signature(lance_dir) != signature or live_release(lance_dir) != live:
         return None
-    return Snapshot(signature=signature, docs=docs)
+    return Snapshot(signature=signature, docs=docs, live=live)

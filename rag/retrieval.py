@@ -1,6 +1,8 @@
 """Retrieval: the one path from a question to ranked passages, for the server and the evaluation.
 
-Steps, the same for every caller:
+Steps, the same for every caller, all on ONE reader of the index taken at the start
+(``index.reader()``: the server's live release view, store/live.py), so a question never
+mixes two releases:
 
 1. the question (its first :data:`QUERY_CHARS` characters) is embedded;
 2. two candidate lists come from the store, each of ``max(retrieval.candidates, top_k)``
@@ -37,12 +39,12 @@ import numpy as np
 import numpy.typing as npt
 
 from enclave.errors import UsageError
-from store.records import Candidate, SearchFilters, SearchHit
+from store.records import Candidate, DocumentRecord, SearchFilters, SearchHit
 
 if TYPE_CHECKING:
     from enclave.settings import Settings
     from models.embedder import Embedder
-    from store.db import Store
+    from store.reader import IndexSource
 
 #: characters of the question used for retrieval (the embedder truncates far earlier)
 QUERY_CHARS = 4000
@@ -63,6 +65,10 @@ class Retrieval:
     text_matches: set[str] = field(default_factory=set)
     relevant: bool = False
     seconds: float = 0.0
+    #: the release the hits come from (None: an index without releases, or the head)
+    release: str | None = None
+    #: the hits' document rows in that same release, by doc_id (path, sha256, mtime)
+    documents: dict[str, DocumentRecord] = field(default_factory=dict)
 
 
 def duplicate_key(text: str) -> str:
@@ -172,13 +178,13 @@ class Retriever:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        index: IndexSource,
         embedder: Embedder,
         *,
         embed_lock: threading.Lock | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.index = index
         self.embedder = embedder
         self.embed_lock = embed_lock or threading.Lock()
 
@@ -205,9 +211,12 @@ class Retriever:
         if not query.strip():
             raise UsageError("the query is empty")
         vector = self.embed_query(query)
-        dense = self.store.vector_search(vector, n, filters)
-        sparse = self.store.text_search(query[:QUERY_CHARS], n, filters)
+        reader = self.index.reader()
+        dense = reader.vector_search(vector, n, filters)
+        sparse = reader.text_search(query[:QUERY_CHARS], n, filters)
         result = rank(vector, dense, sparse, self.settings, top_k=k)
+        result.release = reader.release_id
+        result.documents = reader.documents_by_id(h.doc_id for h in result.hits)
         result.seconds = time.perf_counter() - started
         return result
 
@@ -231,9 +240,10 @@ class Retriever:
         vectors = self.embed_queries(queries)
         t1 = time.perf_counter()
         restricted = filters is not None and filters != SearchFilters()
+        reader = self.index.reader()
         dense_all: list[list[Candidate]] | None = None
-        if not restricted and self.store.count_chunks() <= EXACT_BATCH_MAX:
-            dense_all = self.store.exact_index().search(vectors, n)
+        if not restricted and reader.count_chunks() <= EXACT_BATCH_MAX:
+            dense_all = reader.exact_index().search(vectors, n)
 
         def one(i: int) -> Retrieval:
             started = time.perf_counter()
@@ -241,10 +251,11 @@ class Retriever:
             dense = (
                 dense_all[i]
                 if dense_all is not None
-                else self.store.vector_search(vectors[i], n, filters)
+                else reader.vector_search(vectors[i], n, filters)
             )
-            sparse = self.store.text_search(text, n, filters)
+            sparse = reader.text_search(text, n, filters)
             result = rank(vectors[i], dense, sparse, self.settings, top_k=k)
+            result.release = reader.release_id
             result.seconds = time.perf_counter() - started
             return result
 

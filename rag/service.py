@@ -37,13 +37,13 @@ from rag.citations import strip_citations, verify_citations
 from rag.packing import PackedSource, check_fits, pack
 from rag.prompt import ABSTAIN_TEXT, REFUSAL_TEXT
 from rag.retrieval import Retrieval, Retriever
-from store.records import SearchFilters, SearchHit
+from store.records import DocumentRecord, SearchFilters, SearchHit
 
 if TYPE_CHECKING:
     from enclave.settings import Settings
     from models.embedder import Embedder
     from models.generator import Generator
-    from store.db import Store
+    from store.reader import IndexSource
 
 SNIPPET_CHARS = 300
 
@@ -64,6 +64,9 @@ class Prepared:
     timings: dict[str, float] = field(default_factory=dict)
     #: distinctive tokens only sources with instruction-like text hold (rag/answer_guard.py)
     suspect_tokens: set[str] = field(default_factory=set)
+    #: the release the sources come from, and their documents' rows in it
+    release: str | None = None
+    documents: dict[str, DocumentRecord] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +91,13 @@ class Answer:
     #: sentences without a citation marker matched to the source that supports them
     #: (rag/attribution.py); never written into ``text`` and never counted as ``verified``
     attributed: list[dict[str, Any]] = field(default_factory=list)
+    #: the release the answer was served from (lineage), and its documents' rows there
+    release: str | None = None
+    documents: dict[str, DocumentRecord] = field(default_factory=dict)
+
+    def doc_sha256(self) -> dict[str, str]:
+        """doc_id -> the file's sha256 in the release answered from (for the audit)."""
+        return {doc_id: d.sha256 for doc_id, d in self.documents.items()}
 
     @property
     def flagged_sources(self) -> int:
@@ -108,17 +118,17 @@ class RagService:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        index: IndexSource,
         embedder: Embedder,
         generator: Generator | None,
         *,
         retriever: Retriever | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.index = index
         self.embedder = embedder
         self.generator = generator
-        self.retriever = retriever or Retriever(settings, store, embedder)
+        self.retriever = retriever or Retriever(settings, index, embedder)
 
     # ------------------------------------------------------------------ retrieval
     def retrieve(
@@ -170,6 +180,8 @@ class RagService:
                 temperature=temp,
                 abstained=True,
                 timings=timings,
+                release=retrieval.release,
+                documents=retrieval.documents,
             )
         started = time.perf_counter()
         packed, prompt, tokens = pack(generator, question, history, retrieval, limit)
@@ -186,6 +198,8 @@ class RagService:
             stop=stop,
             timings=timings,
             suspect_tokens=suspect_tokens(question, history, retrieval.hits, packed),
+            release=retrieval.release,
+            documents=retrieval.documents,
         )
 
     # ------------------------------------------------------------------ generation
@@ -227,6 +241,8 @@ class RagService:
                 sources=[],
                 finish_reason="stop",
                 raw_text=ABSTAIN_TEXT,
+                release=prepared.release,
+                documents=prepared.documents,
             )
         guard = guard_answer(text, prepared.suspect_tokens)
         if guard is not None:
@@ -239,17 +255,19 @@ class RagService:
                 usage=usage or Usage(prepared.prompt_tokens, 0),
                 retrieved=prepared.retrieved,
                 timings=all_timings,
-                sources=[source_entry(p, False) for p in prepared.sources],
+                sources=[source_entry(p, False, prepared.documents) for p in prepared.sources],
                 finish_reason=finish_reason,
                 raw_text=text,
                 guard=guard,
+                release=prepared.release,
+                documents=prepared.documents,
             )
         check = verify_citations(text, len(prepared.sources))
         # a withheld source gave the model no text: citing it supports nothing
         withheld = {p.index for p in prepared.sources if p.withheld}
         verified = [i for i in check.verified if i not in withheld]
         cited = set(verified)
-        sources = [source_entry(p, p.index in cited) for p in prepared.sources]
+        sources = [source_entry(p, p.index in cited, prepared.documents) for p in prepared.sources]
         by_index = {s["index"]: s for s in sources}
         citations = [by_index[i] for i in verified]
         started = time.perf_counter()
@@ -271,6 +289,8 @@ class RagService:
             finish_reason=finish_reason,
             raw_text=text,
             attributed=attributed,
+            release=prepared.release,
+            documents=prepared.documents,
         )
 
     def attribute(self, text: str, prepared: Prepared) -> list[dict[str, Any]]:
@@ -353,12 +373,19 @@ def split_conversation(messages: list[Message]) -> tuple[str, list[Message]]:
     return question.strip(), history
 
 
-def source_entry(packed: PackedSource, verified: bool) -> dict[str, Any]:
-    """A source as the API lists it (``citations`` and ``sources``)."""
+def source_entry(
+    packed: PackedSource, verified: bool, documents: dict[str, DocumentRecord] | None = None
+) -> dict[str, Any]:
+    """A source as the API lists it (``citations`` and ``sources``): the chunk, its document
+    (id, path, the file's sha256 in the release answered from) and what the answer did
+    with it."""
     hit = packed.hit
+    doc = (documents or {}).get(hit.doc_id)
     return {
         "index": packed.index,
         "doc_id": hit.doc_id,
+        "path": doc.path if doc is not None else hit.source,
+        "doc_sha256": doc.sha256 if doc is not None else None,
         "source": hit.source,
         "title": hit.title,
         "page": hit.page,

@@ -15,6 +15,7 @@ from server.errors import NotReadyError
 from server.services.chat import ChatService
 from server.services.documents import DocumentService
 from server.services.embeddings import EmbeddingService
+from server.services.lineage import LineageService
 from server.services.search import SearchService
 from server.state import AppState, Services
 
@@ -53,7 +54,12 @@ def get_embeddings(services: ServicesDep) -> EmbeddingService:
     return services.embeddings
 
 
+def get_lineage(services: ServicesDep) -> LineageService:
+    return services.lineage
+
+
 ChatDep = Annotated[ChatService, Depends(get_chat)]
 SearchDep = Annotated[SearchService, Depends(get_search)]
 DocumentsDep = Annotated[DocumentService, Depends(get_documents)]
 EmbeddingsDep = Annotated[EmbeddingService, Depends(get_embeddings)]
+LineageDep = Annotated[LineageService, Depends(get_lineage)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from enclave.security.rate_limits import Limiter
+    from store.live import LiveIndex
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -95,6 +96,84 @@ class UsageCollector(Collector):
             requests.add_metric([str(row["name"])], float(row["requests"]))
         yield tokens
         yield requests
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+class ReleaseCollector(Collector):
+    """The live release, read from the server's index at scrape time:
+    ``enclave_release_info{release="r-000012"} 1`` and its promotion time."""
+
+    def __init__(self, index: LiveIndex) -> None:
+        self.index = index
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from datetime import datetime
+
+        self.index.reader()  # looks at the pointer when due
+        pointer = self.index.pointer
+        info = GaugeMetricFamily(
+            "enclave_release_info", "the release this server serves", labels=["release"]
+        )
+        promoted = GaugeMetricFamily(
+            "enclave_release_promoted_timestamp_seconds",
+            "when the live release was promoted (Unix time)",
+        )
+        if pointer is not None:
+            info.add_metric([pointer.release], 1.0)
+            try:
+                when = datetime.fromisoformat(pointer.promoted_at.replace("Z", "+00:00"))
+                promoted.add_metric([], when.timestamp())
+            except ValueError:
+                pass
+        yield info
+        yield promoted
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+#: the admission estimates in /metrics: key of ChatService.estimates() -> (name, help)
+ESTIMATE_GAUGES = {
+    "wait_s": (
+        "enclave_expected_wait_seconds",
+        "expected (mean) wait of a chat request arriving now: the running generation's "
+        "remaining time plus the expected hold of every admitted request",
+    ),
+    "hold_s": (
+        "enclave_expected_hold_seconds",
+        "expected (mean) time one generation with the default max_tokens holds the model",
+    ),
+    "prefill_s_per_token": (
+        "enclave_expected_prefill_seconds_per_token",
+        "prompt seconds per token admission expects (mean of recent generations)",
+    ),
+    "decode_s_per_token": (
+        "enclave_expected_decode_seconds_per_token",
+        "seconds per generated token admission expects (mean of recent generations)",
+    ),
+    "admitted": (
+        "enclave_admitted_requests",
+        "chat requests admitted and not done (preparing, waiting or generating)",
+    ),
+}
+
+
+class EstimateCollector(Collector):
+    """Admission's estimates (``ChatService.estimates``), read at scrape time; nothing
+    before the models are loaded."""
+
+    def __init__(self, estimates: Callable[[], dict[str, float] | None]) -> None:
+        self.estimates = estimates
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        values = self.estimates()
+        if values is None:
+            return
+        for key, (name, help_text) in ESTIMATE_GAUGES.items():
+            if key in values:
+                yield GaugeMetricFamily(name, help_text, value=values[key])
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

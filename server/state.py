@@ -1,4 +1,10 @@
-"""What one app holds: settings, the heavy resources (loaded once), the services over them."""
+"""What one app holds: settings, the heavy resources (loaded once), the services over them.
+
+The index is read through a :class:`store.live.LiveIndex`: the live release's pinned view,
+followed as promotions and rollbacks move the pointer; no service ever reads the writer's
+head. ``create_app(store=...)`` still takes a :class:`store.db.Store`: the server follows the
+live release of that store's index.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ from server.services.admission import Admission
 from server.services.chat import ChatService
 from server.services.documents import DocumentService
 from server.services.embeddings import EmbeddingService
+from server.services.lineage import LineageService
 from server.services.search import SearchService
+from store.live import LiveIndex
 
 if TYPE_CHECKING:
     from enclave.security.services import SecurityServices
@@ -32,7 +40,7 @@ log = logging.getLogger("enclave.server")
 
 @dataclass
 class Services:
-    store: Store
+    index: LiveIndex
     embedder: Embedder
     generator: Generator
     retriever: Retriever
@@ -42,6 +50,7 @@ class Services:
     search: SearchService
     documents: DocumentService
     embeddings: EmbeddingService
+    lineage: LineageService
     queue: GenerationQueue
 
 
@@ -63,7 +72,7 @@ class AppState:
         self.security = security
         self._generator = generator
         self._embedder = embedder
-        self._store = store
+        self._index: LiveIndex | None = None if store is None else LiveIndex(store.path)
         self._owned: list[Generator] = []
         self.services: Services | None = None
         self.error: str | None = None
@@ -76,6 +85,14 @@ class AppState:
     @property
     def ready(self) -> bool:
         return self.services is not None
+
+    def estimates(self) -> dict[str, float] | None:
+        """Admission's current estimates (for ``/metrics``), once the models are loaded."""
+        return self.services.chat.estimates() if self.services is not None else None
+
+    def embedding_dimension(self) -> int | None:
+        """The loaded embedder's dimension (for the OpenAPI schema), None while loading."""
+        return self.services.embedder.dimension if self.services is not None else None
 
     def start_loading(self) -> None:
         if self.services is not None or self._thread is not None:
@@ -92,17 +109,15 @@ class AppState:
     def _load(self) -> None:
         started = time.monotonic()
         try:
-            if self._store is None:
-                from store.db import Store
-
-                self._store = Store(self.settings.lance_dir)
+            if self._index is None:
+                self._index = LiveIndex(self.settings.lance_dir)
             if self._embedder is None:
                 from models.embedder import load_embedder
                 from models.variants import for_index
 
                 # under variant "auto" the index's recorded variant: queries are embedded
                 # the way its chunks were
-                bound = self._store.embedder_name
+                bound = self._index.embedder_name
                 self._embedder = load_embedder(for_index(self.settings.embedder, bound))
             if self._generator is None:
                 from models.generator import load_generator
@@ -126,22 +141,27 @@ class AppState:
             self.loading = False
 
     def _build(self) -> None:
-        store, embedder, generator = self._store, self._embedder, self._generator
-        assert store is not None and embedder is not None and generator is not None
-        bound = store.embedder_name
-        if bound is not None and (bound != embedder.name or store.dimension != embedder.dimension):
+        index, embedder, generator = self._index, self._embedder, self._generator
+        assert index is not None and embedder is not None and generator is not None
+        bound = index.embedder_name
+        if bound is not None and (bound != embedder.name or index.dimension != embedder.dimension):
             from models.variants import mismatch_message
 
-            message = mismatch_message(bound, embedder.name, where=str(store.path))
-            if store.dimension != embedder.dimension:
-                message += f" (dimensions: index {store.dimension}, embedder {embedder.dimension})"
+            message = mismatch_message(bound, embedder.name, where=str(index.path))
+            if index.dimension != embedder.dimension:
+                message += f" (dimensions: index {index.dimension}, embedder {embedder.dimension})"
             raise EmbedderMismatchError(message)
-        retriever = Retriever(self.settings, store, embedder)
-        rag = RagService(self.settings, store, embedder, generator, retriever=retriever)
+        from server.prometheus import ReleaseCollector
+
+        self.metrics.registry.register(ReleaseCollector(index))
+        retriever = Retriever(self.settings, index, embedder)
+        rag = RagService(self.settings, index, embedder, generator, retriever=retriever)
         queue = GenerationQueue(
-            self.settings.server.queue_size, on_change=self.metrics.queue_depth.set
+            self.settings.server.queue_size,
+            on_change=self.metrics.queue_depth.set,
+            context_size=generator.context_size,
         )
-        admission = Admission(self.security, store, generator)
+        admission = Admission(self.security, generator)
         chat = ChatService(
             rag,
             queue,
@@ -151,7 +171,7 @@ class AppState:
             model_name=generator.name,
         )
         self.services = Services(
-            store=store,
+            index=index,
             embedder=embedder,
             generator=generator,
             retriever=retriever,
@@ -159,8 +179,9 @@ class AppState:
             admission=admission,
             chat=chat,
             search=SearchService(retriever, admission, self.metrics),
-            documents=DocumentService(store),
+            documents=DocumentService(self.settings, index),
             embeddings=EmbeddingService(embedder, admission, lock=retriever.embed_lock),
+            lineage=LineageService(self.settings, index),
             queue=queue,
         )
 

@@ -1,49 +1,51 @@
-"""LanceDB schema, writes, and the two searches (vector and full text) that retrieval fuses.
+"""The writer's side of the index: the head (latest versions) of both tables, and its writes.
 
 Two tables live under ``<data_dir>/lancedb``:
 
 * ``documents``: one row per file ever seen (ok, empty or failed), keyed by ``doc_id``.
 * ``chunks``: text, vector and metadata of every chunk, with a native full-text index.
 
+Only an ingest run (holding the writer lock, store/lock.py) writes here; what it writes is a
+*candidate* that nobody serves until it is promoted (store/releases.py). Readers of a release
+open a pinned view of its versions (store/view.py); :class:`Store` reads the head.
+
 Crash safety: a batch first deletes every chunk of its documents, then adds the new chunks,
 then upserts the document rows. Each LanceDB commit is atomic, so a process killed at any
 point leaves tables that open; a document row is only written (with the file's sha256) after
 its chunks are in, so the next run sees the file as changed and redoes it, deleting whatever
 half-written chunks it finds first. No duplicates, no orphans.
+
+Old versions and files: :meth:`Store.optimize` keeps the index small without rewriting what
+releases share (store/maintain.py), and removes every version older than the oldest tagged
+one (a release's versions are tagged, store/releases.py), never a tagged one. LanceDB refuses
+a cleanup whose cut-off would pass a tagged version, so the cut-off is computed from the
+tags' own timestamps.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import warnings
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 
 from enclave.errors import EmbedderMismatchError, UsageError
-from store.exact import ExactVectorIndex
+from store.reader import TableReader
 from store.records import (
     META_FILE,
     STATUS_OK,
-    Candidate,
     ChunkRecord,
     DocumentRecord,
-    SearchFilters,
     read_index_meta,
     valid_group,
 )
 from store.schema import (
-    HEX_ID,
-    HIT_COLUMNS,
-    build_filter,
     chunks_schema,
     documents_schema,
     sql_str,
@@ -51,11 +53,20 @@ from store.schema import (
 
 DOCUMENTS = "documents"
 CHUNKS = "chunks"
+TABLES = (DOCUMENTS, CHUNKS)
 INDEX_FORMAT = 1
+#: versions this close before the oldest tagged one are left alone by a cleanup (LanceDB takes
+#: its own clock when it applies the age; a cut-off past a tagged version is an error, and the
+#: cleanup is tried again with a wider margin)
+PRUNE_MARGIN = timedelta(milliseconds=20)
+
+#: a release's versions: {"documents": N, "chunks": M}; chunks is None before any chunk
+Versions = Mapping[str, int | None]
 
 
-class Store:
-    """The Enclave index at ``<data_dir>/lancedb``. Safe to share between threads."""
+class Store(TableReader):
+    """The head of the Enclave index at ``<data_dir>/lancedb``. Safe to share between
+    threads; one writer process at a time (store/lock.py)."""
 
     def __init__(self, lance_dir: Path | str, *, read_consistency_s: float = 0.0) -> None:
         import lancedb
@@ -67,7 +78,7 @@ class Store:
         )
         self._lock = threading.RLock()
         self._docs: Any = None
-        self._chunks: Any = None
+        self._chunks_t: Any = None
 
     # ------------------------------------------------------------------ meta
     @property
@@ -111,6 +122,21 @@ class Store:
         return int(dim) if dim else None
 
     # ---------------------------------------------------------------- tables
+    @property
+    def connection(self) -> Any:
+        """The LanceDB connection (pinned views share it)."""
+        return self._db
+
+    def _documents(self) -> Any | None:
+        return self.documents_table()
+
+    def _chunks(self) -> Any | None:
+        return self.chunks_table()
+
+    def has_tables(self) -> bool:
+        """Whether the documents table exists (an index was ever written here)."""
+        return DOCUMENTS in self._table_names()
+
     def _table_names(self) -> list[str]:
         names: list[str] = []
         token: str | None = None
@@ -134,17 +160,17 @@ class Store:
 
     def chunks_table(self, *, create: bool = False) -> Any | None:
         with self._lock:
-            if self._chunks is None:
+            if self._chunks_t is None:
                 if CHUNKS in self._table_names():
-                    self._chunks = self._db.open_table(CHUNKS)
+                    self._chunks_t = self._db.open_table(CHUNKS)
                 elif create:
                     dim = self.dimension
                     if dim is None:
                         raise RuntimeError("bind_embedder() before writing chunks")
-                    self._chunks = self._db.create_table(
+                    self._chunks_t = self._db.create_table(
                         CHUNKS, schema=chunks_schema(dim), exist_ok=True
                     )
-            return self._chunks
+            return self._chunks_t
 
     # ---------------------------------------------------------------- writes
     def replace_documents(
@@ -174,6 +200,18 @@ class Store:
                 .execute(data)
             )
             return deleted
+
+    def append_chunks(self, chunks: Sequence[ChunkRecord]) -> None:
+        """Add chunks without touching their documents' rows or other chunks: for a document
+        written in slices, whose row the caller writes last (before it, a row that does not
+        claim the document complete). One commit."""
+        if not chunks:
+            return
+        with self._lock:
+            table = self.chunks_table(create=True)
+            assert table is not None
+            rows = [c.to_row() for c in chunks]
+            table.add(pa.Table.from_pylist(rows, schema=chunks_schema(self.dimension or 0)))
 
     def _delete_chunks(self, doc_ids: Sequence[str]) -> int:
         table = self.chunks_table()
@@ -251,82 +289,43 @@ class Store:
             orphans = sorted(present - known)
             return self._delete_chunks(orphans)
 
-    def optimize(self) -> None:
-        """Compact small fragments and bring the full-text index up to date."""
-        with self._lock:
-            table = self.chunks_table()
-            if table is not None and table.count_rows() > 0:
-                self._ensure_fts(table)
-                table.optimize()
-            self.documents_table().optimize()
+    def optimize(self) -> dict[str, int]:
+        """:meth:`compact`, then :meth:`prune`. Only the writer calls it."""
+        out = self.compact()
+        self.prune()
+        return out
 
-    def _ensure_fts(self, table: Any) -> None:
-        names = {getattr(i, "name", "") for i in table.list_indices()}
-        if "text_idx" not in names:
+    def compact(self) -> dict[str, int]:
+        """Rewrite mostly-deleted fragments (and merge small ones when there are many) and
+        keep the full-text index up to date, rewriting nothing releases share that does not
+        need it (store/maintain.py)."""
+        from store.maintain import compact
+        from store.registry import Registry
+
+        with self._lock:
+            self.documents_table()
+            return compact(self, Registry.at(self.path))
+
+    def prune(self) -> None:
+        """Remove every version older than the oldest tagged one, and the files only they
+        referenced (store/maintain.py)."""
+        from store.maintain import prune
+        from store.registry import Registry
+
+        with self._lock:
+            self.documents_table()
+            prune(self, Registry.at(self.path))
+
+    def rebuild_fts(self) -> None:
+        """Build the full-text index of the head again from its rows (a purge: the old
+        index's postings hold the words of what was removed)."""
+        table = self.chunks_table()
+        if table is not None and table.count_rows() > 0:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 table.create_fts_index("text", use_tantivy=False, replace=True)
 
-    # ----------------------------------------------------------------- reads
-    def documents_state(self) -> dict[str, DocumentRecord]:
-        """Every document row keyed by its path (for incremental runs)."""
-        table = self.documents_table()
-        rows = table.to_arrow().to_pylist()
-        return {r["path"]: DocumentRecord.from_row(r) for r in rows}
-
-    def list_documents(
-        self,
-        *,
-        limit: int | None = None,
-        offset: int = 0,
-        status: str | None = None,
-        groups: list[str] | None = None,
-    ) -> list[DocumentRecord]:
-        rows = [DocumentRecord.from_row(r) for r in self.documents_table().to_arrow().to_pylist()]
-        if status:
-            rows = [r for r in rows if r.status == status]
-        if groups is not None:
-            allowed = set(groups)
-            rows = [r for r in rows if allowed.intersection(r.groups)]
-        rows.sort(key=lambda r: r.path)
-        end = None if limit is None else offset + limit
-        return rows[offset:end]
-
-    def get_document(self, doc_id: str) -> DocumentRecord | None:
-        if not HEX_ID.match(doc_id):
-            return None
-        rows = (
-            self.documents_table()
-            .search()
-            .where(f"doc_id = {sql_str(doc_id)}")
-            .limit(1)
-            .to_arrow()
-            .to_pylist()
-        )
-        return DocumentRecord.from_row(rows[0]) if rows else None
-
-    def document_chunks(self, doc_id: str) -> list[dict[str, Any]]:
-        table = self.chunks_table()
-        if table is None or not HEX_ID.match(doc_id):
-            return []
-        rows: list[dict[str, Any]] = (
-            table.search()
-            .where(f"doc_id = {sql_str(doc_id)}")
-            .select([c for c in HIT_COLUMNS if c != "vector"])
-            .limit(None)
-            .to_arrow()
-            .to_pylist()
-        )
-        rows.sort(key=lambda r: r["ordinal"])
-        return rows
-
-    def count_chunks(self, where: str | None = None) -> int:
-        table = self.chunks_table()
-        return 0 if table is None else int(table.count_rows(where))
-
-    def count_documents(self, where: str | None = None) -> int:
-        return int(self.documents_table().count_rows(where))
-
+    # --------------------------------------------------------------- versions
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
 
@@ -337,64 +336,85 @@ class Store:
             out["chunks"] = int(table.version)
         return out
 
-    # ---------------------------------------------------------------- search
-    def vector_search(
-        self, vector: npt.NDArray[np.float32], limit: int, filters: SearchFilters | None = None
-    ) -> list[Candidate]:
-        """The ``limit`` chunks closest to ``vector`` by cosine, each with its similarity."""
+    def head_versions(self) -> dict[str, int | None]:
+        """The head's versions of both tables (chunks None while it does not exist)."""
         table = self.chunks_table()
-        if table is None:
-            return []
-        q = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
-        q = q.distance_type("cosine")
-        where = build_filter(filters)
-        if where:
-            q = q.where(where, prefilter=True)
-        rows = q.select([*HIT_COLUMNS, "_distance"]).limit(limit).to_arrow().to_pylist()
-        return [
-            Candidate.from_row(r, similarity=1.0 - float(r["_distance"]))
-            if r.get("_distance") is not None
-            else Candidate.from_row(r)
-            for r in rows
-        ]
+        return {
+            DOCUMENTS: int(self.documents_table().version),
+            CHUNKS: None if table is None else int(table.version),
+        }
 
-    def text_search(
-        self, text: str, limit: int, filters: SearchFilters | None = None
-    ) -> list[Candidate]:
-        """Full-text matches of the plain words of ``text`` (stemmed, stop words removed)."""
-        table = self.chunks_table()
-        query = _fts_query(text)
-        if table is None or not query:
-            return []
-        try:
-            q = table.search(query, query_type="fts", fts_columns="text")
-        except Exception:
-            return []  # no full-text index yet: vector search alone answers
-        where = build_filter(filters)
-        if where:
-            q = q.where(where, prefilter=True)
-        try:
-            rows = q.select([*HIT_COLUMNS, "_score"]).limit(limit).to_arrow().to_pylist()
-        except Exception:
-            return []
-        return [
-            Candidate.from_row(
-                r, text_score=None if r.get("_score") is None else float(r["_score"])
-            )
-            for r in rows
-        ]
+    def tag(self, name: str, versions: Versions) -> None:
+        """Tag both tables' ``versions`` as ``name`` (moving the tag when it exists)."""
+        with self._lock:
+            for table, version in self._pairs(versions):
+                tags = table.tags
+                if name in tags.list():
+                    if int(tags.get_version(name)) != version:
+                        tags.update(name, version)
+                else:
+                    tags.create(name, version)
 
-    def exact_index(self) -> ExactVectorIndex:
-        """Every chunk's vector in memory, for exact search over many queries at once."""
-        table = self.chunks_table()
-        rows = table.to_arrow().select(HIT_COLUMNS).to_pylist() if table is not None else []
-        return ExactVectorIndex(rows, self.dimension or 1)
+    def untag(self, name: str) -> None:
+        """Drop the tag ``name`` from both tables (its versions may then be cleaned up)."""
+        with self._lock:
+            for table in self._existing_tables():
+                if name in table.tags.list():
+                    table.tags.delete(name)
+
+    def tags(self) -> dict[str, dict[str, int]]:
+        """``{tag: {table: version}}`` over both tables."""
+        out: dict[str, dict[str, int]] = {}
+        for name, table in zip(TABLES, self._existing_tables(), strict=False):
+            for tag, info in table.tags.list().items():
+                out.setdefault(tag, {})[name] = int(info["version"])
+        return out
+
+    def restore(self, versions: Versions) -> None:
+        """Make the head equal to ``versions`` (a new version each, no data copied); a table
+        whose version is None is emptied."""
+        with self._lock:
+            docs = self.documents_table()
+            if versions.get(DOCUMENTS) is None:
+                docs.delete("true")
+            else:
+                docs.restore(int(versions[DOCUMENTS] or 0))
+            chunks = self.chunks_table()
+            if chunks is not None:
+                if versions.get(CHUNKS) is None:
+                    chunks.delete("true")
+                else:
+                    chunks.restore(int(versions[CHUNKS] or 0))
+
+    def existing_tables(self) -> list[Any]:
+        """The head's tables that exist (documents always, chunks once written)."""
+        return self._existing_tables()
+
+    def _existing_tables(self) -> list[Any]:
+        chunks = self.chunks_table()
+        return [self.documents_table(), *([chunks] if chunks is not None else [])]
+
+    def _pairs(self, versions: Versions) -> list[tuple[Any, int]]:
+        out = [(self.documents_table(), int(versions[DOCUMENTS] or 0))]
+        chunks = self.chunks_table()
+        if chunks is not None and versions.get(CHUNKS) is not None:
+            out.append((chunks, int(versions[CHUNKS] or 0)))
+        return out
 
 
-def _fts_query(text: str) -> str:
-    """Plain words only: the full-text engine never sees operators from a user's question."""
-    words = re.findall(r"\w+", text, flags=re.UNICODE)
-    return " ".join(words[:64])
+def prune_age(table: Any, margin: timedelta = PRUNE_MARGIN) -> timedelta:
+    """How old a version must be for a cleanup to remove it: older than the oldest tagged
+    version, less ``margin``; without tags, every version but the latest."""
+    tagged = {int(info["version"]) for info in table.tags.list().values()}
+    if not tagged:
+        return timedelta(milliseconds=1)
+    stamps: list[datetime] = [
+        v["timestamp"] for v in table.list_versions() if int(v["version"]) in tagged
+    ]
+    if not stamps:
+        return timedelta(milliseconds=1)
+    age: timedelta = datetime.now() - min(stamps) + margin
+    return max(age, timedelta(milliseconds=1))
 
 
-__all__ = ["STATUS_OK", "Store"]
+__all__ = ["CHUNKS", "DOCUMENTS", "STATUS_OK", "TABLES", "Store", "Versions"]

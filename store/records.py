@@ -32,14 +32,98 @@ def read_index_meta(lance_dir: str | Path) -> dict[str, Any]:
     return data
 
 
-def normalise_path(path: str | Path) -> str:
-    """Absolute, symlink-free, '/'-separated path: the key a document is known by."""
-    return Path(os.path.realpath(os.path.abspath(os.fspath(path)))).as_posix()
+#: an undecodable byte of a path, as the key writes it (``\\xff``)
+_ESCAPED_BYTE = re.compile(r"\\\\|\\x([0-9a-f]{2})")
 
 
-def doc_id_for_path(path: str | Path) -> str:
-    """Stable document id: the same file path always maps to the same id."""
-    return hashlib.sha256(normalise_path(path).encode("utf-8")).hexdigest()[:24]
+def real_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
+    """Absolute, symlink-free path as the operating system spells it: a ``str`` in which bytes
+    that are not UTF-8 are kept as surrogate escapes (``os.fsdecode``). Use it to open or stat
+    a file; store :func:`path_key` of it."""
+    raw = os.fsdecode(os.fspath(path))
+    return os.path.realpath(os.path.abspath(raw))
+
+
+def path_key(path: str) -> str:
+    """The text a path is stored, listed and matched by: valid UTF-8 in every case.
+
+    A path whose bytes are UTF-8 is its own key. In a path holding bytes that are not UTF-8
+    (surrogate escapes of ``os.fsdecode``), each such byte is written ``\\xNN`` (lower-case
+    hex) and each backslash ``\\\\``, so ``b"bad\\xff\\xfe.txt"`` is ``bad\\xff\\xfe.txt``.
+    :func:`fs_path` turns such a key back into the exact bytes; the document id (the hash of
+    the bytes, :func:`doc_id_for_path`) tells the two apart in the one case a key could be read
+    both ways (a UTF-8 name that itself contains ``\\xNN``). Idempotent: a key is its own key.
+    """
+    if not _has_surrogates(path):
+        return path
+    out: list[str] = []
+    for ch in path:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:  # not from a file system; never stored as is
+            out.append(f"\\u{code:04x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def fs_path(key: str) -> str:
+    """The operating-system path of an escaped key (see :func:`path_key`): ``\\xNN`` back to
+    the byte, ``\\\\`` back to one backslash. Only meaningful for keys that were escaped;
+    :func:`fs_path_for` decides that with the document id."""
+
+    def back(m: re.Match[str]) -> str:
+        return "\\" if m.group(1) is None else chr(0xDC00 + int(m.group(1), 16))
+
+    return _ESCAPED_BYTE.sub(back, key)
+
+
+def fs_path_for(key: str, doc_id: str) -> str:
+    """The operating-system path of the stored document ``(key, doc_id)``: the key itself, or
+    its unescaped form when that is the one whose id matches."""
+    if "\\" in key:
+        unescaped = fs_path(key)
+        if unescaped != key and _doc_id_of(unescaped) == doc_id:
+            return unescaped
+    return key
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def normalise_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
+    """The key a document is known by: :func:`path_key` of its absolute, symlink-free,
+    '/'-separated path (valid UTF-8 even when the name is not)."""
+    return path_key(Path(real_path(path)).as_posix())
+
+
+def doc_id_for_path(path: str | bytes | os.PathLike[str] | os.PathLike[bytes]) -> str:
+    """Stable document id: the first 24 hex digits of the sha256 of the real path's bytes.
+
+    ``path`` is a path as the operating system gives it (not an escaped key: use
+    :func:`fs_path` first). For UTF-8 paths the bytes are the key's UTF-8 encoding, so ids
+    never changed for them; a name that is not UTF-8 gets an id from its exact bytes.
+    """
+    return _doc_id_of(Path(real_path(path)).as_posix())
+
+
+def _doc_id_of(os_path: str) -> str:
+    return hashlib.sha256(os.fsencode(os_path)).hexdigest()[:24]
+
+
+def safe_text(text: str) -> str:
+    """``text`` made storable (valid UTF-8): lone surrogates written as ``\\udcff``."""
+    if not _has_surrogates(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

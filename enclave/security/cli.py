@@ -242,7 +242,7 @@ def audit_key(
         key_file = settings.security.audit_key_file
         key = load_audit_key(key_file, data_dir=settings.data_dir, create=create)
     except EnclaveError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     source = key.source if key else describe_key_source(key_file)
     if json_out:
         typer.echo(json.dumps({"source": source, "audit_key_id": key.key_id if key else None}))

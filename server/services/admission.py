@@ -2,16 +2,20 @@
 
 In order, for each kind of request:
 
-1. refusals that cost nothing (400): unsupported options, a prompt over
+1. refusals that cost nothing (400) beyond what the request schema refuses: a prompt over
    ``security.max_prompt_tokens`` (the caller's own messages, counted with the model's
-   tokenizer), invalid embedding inputs;
+   tokenizer), embedding inputs over the embedder's limits;
 2. the key's limits (429): requests per minute and the daily token budget, with the prompt's
    tokens as the estimate;
 3. the caller's view of the index: the request's own filters (path prefix, document ids) with
    ``groups`` forced to the key's (``enclave.security.access.search_filters_for``), applied by
    the store as a prefilter;
-4. afterwards, the accounting: tokens recorded against the key and the request's audit record
-   filled (question, retrieved and cited chunks with their documents' sha256, tokens, outcome).
+4. for chat, the model's queue, by the chat service: a place in line if the answer is
+   expected within the request's deadline, else 429 (``server/generation_queue.py``);
+5. afterwards, the accounting: tokens recorded against the key and the request's audit record
+   filled (question, retrieved and cited chunks with their documents' sha256 in the release
+   answered from, tokens, outcome, and for an answer its response id and that release: what
+   lineage, ``GET /v1/lineage/{response_id}``, resolves).
 
 An answer's ``max_tokens`` is not decided here: the request's value goes to the answer stage,
 where ``rag/budget.py`` applies the one rule (the caps of ``generator.max_tokens`` and
@@ -20,8 +24,9 @@ where ``rag/budget.py`` applies the one rule (the caps of ``generator.max_tokens
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from enclave.errors import PromptTooLongError
@@ -39,7 +44,6 @@ if TYPE_CHECKING:
     from rag.service import Answer
     from server.middleware import AuditInfo
     from server.schemas import ChatCompletionRequest, SearchRequest
-    from store.db import Store
 
 
 @dataclass
@@ -57,6 +61,12 @@ class ChatParams:
     #: called instead when a started generation ends without an answer (error, disconnect,
     #: timeout without streaming) with the tokens it had used
     on_usage: Callable[[Usage], None] | None = None
+    #: the response's id (``chatcmpl-...``), in the response and its audit record
+    response_id: str = field(default_factory=lambda: new_response_id())
+
+
+def new_response_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
 
 
 @dataclass
@@ -80,17 +90,15 @@ def check_prompt_tokens(prompt_tokens: int, security: SecuritySettings) -> None:
 class Admission:
     """Admits requests for one server: the key's limits, caps, ACL filters and accounting."""
 
-    def __init__(self, security: SecurityServices, store: Store, generator: Generator) -> None:
+    def __init__(self, security: SecurityServices, generator: Generator) -> None:
         self.security = security
-        self.store = store
         self.generator = generator
 
     # ------------------------------------------------------------------------ chat
     def chat(
         self, body: ChatCompletionRequest, principal: Principal, info: AuditInfo
     ) -> ChatParams:
-        """Admit a chat request (steps 1-3) and wire its accounting (step 4)."""
-        body.check_supported()
+        """Admit a chat request (steps 1-3) and wire its accounting (step 5)."""
         messages = body.plain_messages()
         info.question = messages[-1]["content"] if messages else None
         prompt_tokens = self.generator.count_tokens("\n".join(m["content"] for m in messages))
@@ -99,17 +107,20 @@ class Admission:
         limiter.check(principal, estimated_tokens=prompt_tokens)
         top_k, filters = body.retrieval_options()
         stream = bool(body.stream)
-        store = self.store
+        response_id = new_response_id()
 
         def on_answer(answer: Answer) -> None:
             usage = answer.usage
             if usage.prompt_tokens or usage.completion_tokens:
                 limiter.record(principal, usage.prompt_tokens, usage.completion_tokens)
-            info.retrieved = chunk_refs(answer.retrieved, store)
-            info.cited = chunk_refs(answer.citations, store)
+            shas = answer.doc_sha256()
+            info.retrieved = chunk_refs(answer.retrieved, shas)
+            info.cited = chunk_refs(answer.citations, shas)
             info.prompt_tokens = usage.prompt_tokens
             info.completion_tokens = usage.completion_tokens
             info.extra = {
+                "response_id": response_id,
+                "release": answer.release,
                 "stream": stream,
                 "finish_reason": answer.finish_reason,
                 "abstained": answer.abstained,
@@ -123,7 +134,7 @@ class Admission:
             limiter.record(principal, usage.prompt_tokens, usage.completion_tokens)
             info.prompt_tokens = usage.prompt_tokens
             info.completion_tokens = usage.completion_tokens
-            info.extra = {"stream": stream, "finished": False}
+            info.extra = {"response_id": response_id, "stream": stream, "finished": False}
 
         return ChatParams(
             messages=messages,
@@ -134,6 +145,7 @@ class Admission:
             stop=body.stop_list(),
             on_answer=on_answer,
             on_usage=on_usage,
+            response_id=response_id,
         )
 
     # ---------------------------------------------------------------------- search
@@ -146,10 +158,12 @@ class Admission:
 
     def searched(self, info: AuditInfo, retrieval: Retrieval) -> None:
         """Fill the audit record of a finished search."""
-        info.retrieved = chunk_refs(retrieval.hits, self.store)
+        shas = {doc_id: d.sha256 for doc_id, d in retrieval.documents.items()}
+        info.retrieved = chunk_refs(retrieval.hits, shas)
+        info.extra = {"release": retrieval.release}
         flagged = sum(1 for h in retrieval.hits if "prompt_injection" in h.flags)
         if flagged:
-            info.extra = {"flagged_chunks": flagged}
+            info.extra["flagged_chunks"] = flagged
 
     # ------------------------------------------------------------------ embeddings
     def embeddings(

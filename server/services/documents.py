@@ -1,4 +1,10 @@
-"""The documents in the index: list, show (with a summary of its chunks), delete."""
+"""The documents of the live release: list, show (with a summary of its chunks), delete.
+
+Each call reads ONE view of the index (the release live when it starts). Delete purges: the
+document leaves the live release at once and every retained release, physically, with its
+text (ingest/purge.py), so that neither a rollback nor a later read brings it back; it answers
+409 while another writer (an ingest) holds the index.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ from store.records import DocumentRecord
 
 if TYPE_CHECKING:
     from enclave.security.keys import Principal
-    from store.db import Store
+    from enclave.settings import Settings
+    from store.live import LiveIndex
 
 PREVIEW_CHARS = 160
 
@@ -39,8 +46,9 @@ def document_dict(doc: DocumentRecord, *, show_groups: bool = True) -> dict[str,
 
 
 class DocumentService:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, settings: Settings, index: LiveIndex) -> None:
+        self.settings = settings
+        self.index = index
 
     def list(
         self,
@@ -52,11 +60,13 @@ class DocumentService:
         show_groups: bool = True,
     ) -> dict[str, Any]:
         """A page of the documents readable by ``groups`` (None: all); ``total`` counts only
-        those."""
-        docs = self.store.list_documents(status=status, groups=groups)
+        those; ``release`` names the live release they belong to."""
+        view = self.index.reader()
+        docs = view.list_documents(status=status, groups=groups)
         page = docs[offset : offset + limit]
         return {
             "object": "list",
+            "release": view.release_id,
             "data": [document_dict(d, show_groups=show_groups) for d in page],
             "total": len(docs),
             "limit": limit,
@@ -66,13 +76,15 @@ class DocumentService:
 
     def get(self, doc_id: str, principal: Principal | None = None) -> dict[str, Any]:
         """One document; 404 alike for a missing one and one ``principal`` may not read."""
-        doc = self.store.get_document(doc_id)
+        view = self.index.reader()
+        doc = view.get_document(doc_id)
         if principal is not None:
             check_document_access(principal, doc)
         if doc is None:
             raise NotFoundError(f"no document with id {doc_id[:80]!r}")
         out = document_dict(doc, show_groups=principal is None or principal.admin)
-        chunks = self.store.document_chunks(doc.doc_id)
+        out["release"] = view.release_id
+        chunks = view.document_chunks(doc.doc_id)
         out["chunks"] = [
             {
                 "chunk_id": c["chunk_id"],
@@ -88,14 +100,30 @@ class DocumentService:
         return out
 
     def delete(self, doc_id: str) -> dict[str, Any]:
-        doc = self.store.get_document(doc_id)
-        if doc is None:
+        """Purge the document from every release (module docstring)."""
+        from eval.release_gate import release_hooks
+        from ingest.purge import purge
+        from store.schema import HEX_ID
+
+        if not HEX_ID.match(doc_id):
             raise NotFoundError(f"no document with id {doc_id[:80]!r}")
-        deleted = self.store.delete_documents([doc.doc_id])
+        live = self.index.reader().get_document(doc_id)
+        result = purge(
+            self.settings,
+            doc_id,
+            hooks=release_hooks(),
+            by="enclave serve: DELETE /v1/documents",
+            audited=False,  # the request's own audit record
+        )
+        self.index.refresh(force=True)
+        paths = result.get("paths") or []
         return {
-            "id": doc.doc_id,
+            "id": doc_id,
             "object": "document",
-            "path": doc.path,
+            "path": live.path if live is not None else (paths[0] if paths else None),
             "deleted": True,
-            "chunks_deleted": deleted,
+            "purged": True,
+            "chunks_deleted": live.chunk_count if live is not None else 0,
+            "releases": sorted(result.get("releases") or {}),
+            "release": self.index.release_id,
         }

@@ -1,6 +1,6 @@
 // The documents page: GET /v1/documents as a filterable table with status, chunk counts and,
-// for files that failed, the reason. Read-only: removing a document is `enclave ingest --prune`
-// or DELETE /v1/documents/{id}.
+// for files that failed, the reason, and the live release they belong to. Read-only: removing
+// a document is `enclave ingest --prune`, `enclave purge` or DELETE /v1/documents/{id}.
 
 import { apiJson, baseName, describeError, el, initChrome } from "./common.js";
 
@@ -17,6 +17,8 @@ const dom = {
 const STATUS_LABEL = { ok: "Indexed", failed: "Failed", empty: "Empty" };
 
 let documents = [];
+/** The release the listed documents belong to (the live one when the list was read). */
+let release = null;
 
 /** Accept the list however the server wraps it: [...], {data: [...]} or {documents: [...]}. */
 function listFrom(body) {
@@ -32,6 +34,7 @@ async function fetchAll() {
   const limit = 1000;
   for (let offset = 0; ; offset += limit) {
     const body = await apiJson(`v1/documents?limit=${limit}&offset=${offset}`);
+    if (offset === 0) release = body && body.release ? String(body.release) : null;
     const page = listFrom(body);
     all.push(...page);
     if (!body || !body.has_more || page.length === 0) return all;
@@ -65,6 +68,7 @@ function renderStats() {
     ["Indexed", count("ok"), "ok"],
     ["Failed", count("failed"), count("failed") ? "failed" : ""],
     ["Chunks", chunks, ""],
+    ["Live release", release || "none", "release"],
   ];
   dom.stats.replaceChildren(
     ...items.map(([label, value, tone]) =>
@@ -72,7 +76,7 @@ function renderStats() {
         "div",
         { class: tone ? `stat stat-${tone}` : "stat" },
         el("dt", {}, label),
-        el("dd", {}, value.toLocaleString()),
+        el("dd", tone === "release" ? { id: "live-release" } : {}, value.toLocaleString()),
       ),
     ),
   );

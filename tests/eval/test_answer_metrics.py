@@ -94,3 +94,50 @@ def test_answer_similarity_with_real_embedder(bundled_embedder) -> None:
     assert close is not None and far is not None
     assert close > 0.95 > far
     assert answer_similarity("", ["x"], bundled_embedder.embed) is None
+
+
+def test_contains_key_rules() -> None:
+    from eval.answer_metrics import contains_key
+
+    # case-insensitive, white space collapsed, markers ignored
+    assert contains_key("It uses  SCRAM-SHA-256\nby default [1].", ["scram-sha-256"])
+    assert contains_key("shared_buffers is 128 MB", ["128MB", "128 mb"])
+    # word boundaries at alphanumeric ends only
+    assert not contains_key("port 54321", ["5432"])
+    assert not contains_key("recovery_target_timeline", ["recovery_target_time"])
+    assert contains_key("set it with --foo=bar", ["--foo="])
+    assert not contains_key("anything", [])
+
+
+def test_abstention_phrases() -> None:
+    from eval.answer_metrics import is_abstention
+
+    assert is_abstention("I don’t know: the documents don't cover it.")
+    assert is_abstention("The indexed documents do not contain information about this.")
+    assert not is_abstention("The default port is 5432.")
+
+
+def test_fact_metrics_summary() -> None:
+    from eval.answers import score_answers
+    from eval.runner import AnswerSample
+
+    def sample(qid: str, text: str, **kw) -> AnswerSample:
+        return AnswerSample(query_id=qid, question="q", references=[], text=text, **kw)
+
+    samples = [
+        sample("a", "The default is 5432.", keys=["5432"], retrieved_texts=["port 5432"]),
+        sample("b", "It is 128kB.", keys=["8kB"], retrieved_texts=["blocks of 8kB"]),
+        sample("c", "No idea, maybe 3.", keys=["4MB"], retrieved_texts=["nothing"]),
+        sample("d", "I don't know.", keys=["on"], follow_up=True, retrieved_texts=["on"]),
+        sample("e", "It is on.", keys=["on"], follow_up=True, retrieved_texts=["on"]),
+        sample("u", "x", unanswerable=True, abstained=True),
+        sample("v", "Zorblax is 7.", unanswerable=True),
+    ]
+    summary, rows = score_answers(samples, lambda t: np.ones((len(t), 4), np.float32) / 2, {})
+    assert summary["key_fact_accuracy"] == pytest.approx(1 / 3)
+    assert summary["key_fact_ceiling"] == pytest.approx(2 / 3)
+    assert summary["followup_key_fact_accuracy"] == 0.5
+    assert summary["followup_key_fact_ceiling"] == 1.0
+    assert summary["unanswerable_abstention"] == 0.5
+    assert summary["answerable_abstention"] == pytest.approx(1 / 5)
+    assert [r["key_fact"] for r in rows][:3] == [True, False, False]

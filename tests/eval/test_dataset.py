@@ -96,3 +96,65 @@ def test_bad_layouts_are_usage_errors(jsonl_dataset: Path, mutate, message: str)
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="dataset folder not found"):
         load_dataset(tmp_path / "nope")
+
+
+def _add_queries(root: Path, *rows: dict[str, object]) -> None:
+    with (root / "queries.jsonl").open("a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def test_keys_unanswerable_and_history(jsonl_dataset: Path) -> None:
+    history = [
+        {"role": "user", "content": "What do bees make?"},
+        {"role": "assistant", "content": "Honey."},
+    ]
+    _add_queries(
+        jsonl_dataset,
+        {"_id": "k1", "text": "How warm is lava?", "keys": ["1200 °C", "1,200 degrees"]},
+        {"_id": "u1", "text": "Who wrote the Zorblax manual?", "unanswerable": True},
+        {"_id": "f1", "text": "And what do they eat?", "keys": ["nectar"], "history": history},
+    )
+    ds = load_dataset(jsonl_dataset)
+    by_id = ds.query_by_id()
+    assert by_id["k1"].keys == ["1200 °C", "1,200 degrees"] and by_id["k1"].scored_by_fact
+    assert by_id["u1"].unanswerable and not by_id["u1"].keys and by_id["u1"].scored_by_fact
+    assert by_id["f1"].follow_up and by_id["f1"].messages() == [
+        *history,
+        {"role": "user", "content": "And what do they eat?"},
+    ]
+    described = ds.describe()
+    assert (described["queries_with_keys"], described["follow_ups"]) == (2, 1)
+    assert described["unanswerable"] == 1
+    # queries scored by fact join the answer sample even without reference answers
+    assert {"k1", "u1", "f1"} <= {q.id for q in sample_queries(ds.queries, 100, seed=0)}
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"_id": "x", "text": "q", "keys": "a", "unanswerable": True}, "has no keys"),
+        ({"_id": "x", "text": "q", "keys": [1]}, "'keys' must be a list of strings"),
+        ({"_id": "x", "text": "q", "unanswerable": "yes"}, "must be true or false"),
+        (
+            {"_id": "x", "text": "q", "history": [{"role": "assistant", "content": "hi"}]},
+            r"history\[0\].role must be 'user'",
+        ),
+        (
+            {"_id": "x", "text": "q", "history": [{"role": "user", "content": "hi"}]},
+            "must end with the assistant",
+        ),
+    ],
+)
+def test_bad_fact_fields_are_usage_errors(jsonl_dataset: Path, row, message: str) -> None:
+    _add_queries(jsonl_dataset, row)
+    with pytest.raises(UsageError, match=message):
+        load_dataset(jsonl_dataset)
+
+
+def test_unanswerable_question_with_qrels_is_refused(jsonl_dataset: Path) -> None:
+    _add_queries(jsonl_dataset, {"_id": "u1", "text": "Zorblax?", "unanswerable": True})
+    with (jsonl_dataset / "qrels" / "test.tsv").open("a", encoding="utf-8") as f:
+        f.write("u1\td-bees\t1\n")
+    with pytest.raises(UsageError, match="unanswerable query 'u1' has relevant documents"):
+        load_dataset(jsonl_dataset)

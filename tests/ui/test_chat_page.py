@@ -320,6 +320,7 @@ def test_documents_page_lists_files_and_failures(
     expect(page).to_have_url(live.url + "/documents.html")
     rows = page.locator("tr.doc-row")
     expect(rows).to_have_count(3)
+    expect(page.locator("#live-release")).to_have_text("r-000001")  # the release served
 
     good = page.locator("tr.doc-row", has_text=DOC_NAME)
     expect(good.locator(".badge")).to_have_text("Indexed")
