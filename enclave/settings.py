@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
@@ -20,6 +20,9 @@ from pydantic_settings import (
 )
 
 from enclave.errors import ConfigError
+
+if TYPE_CHECKING:
+    from store.location import IndexLocation
 
 
 class _Section(BaseModel):
@@ -233,6 +236,36 @@ class ReleaseSettings(_Section):
     )
 
 
+class StoreSettings(_Section):
+    """Where the index lives (docs/scale.md). Keys, the audit log and usage stay in data_dir."""
+
+    uri: str | None = Field(
+        default=None,
+        description="the index location: a local folder or s3://bucket/prefix; default "
+        "<data_dir>/lancedb. Several servers and one writer may share an s3:// index",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint URL (MinIO, Ceph, a local server); default "
+        "$AWS_ENDPOINT_URL, else AWS itself",
+    )
+    s3_region: str | None = Field(
+        default=None, description="S3 region; default $AWS_REGION, else us-east-1"
+    )
+    s3_allow_http: bool = Field(
+        default=False,
+        description="allow a plain-HTTP endpoint on a host that is not loopback (loopback "
+        "endpoints are always allowed)",
+    )
+    lock_lease_s: float = Field(
+        default=60.0,
+        ge=5.0,
+        le=3600.0,
+        description="on S3, the writer lock is a lease object renewed every third of this; a "
+        "writer that dies holds it until it lapses",
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration of one Enclave process."""
 
@@ -251,6 +284,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
 
     _toml_file: str | None = None
 
@@ -271,7 +305,25 @@ class Settings(BaseSettings):
 
     @property
     def lance_dir(self) -> Path:
+        """The local index folder (and, for an index on S3, this host's side folder: the
+        gate's reports)."""
         return self.data_dir / "lancedb"
+
+    @property
+    def index(self) -> IndexLocation:
+        """Where the index lives: ``store.uri``, or the local ``lance_dir``. A bad URI, a
+        plain-HTTP endpoint off loopback or missing credentials raise ConfigError."""
+        from store.location import S3Options, parse_uri
+
+        if not self.store.uri:
+            return parse_uri(str(self.lance_dir), local_root=self.lance_dir)
+        s3 = S3Options(
+            endpoint=self.store.s3_endpoint,
+            region=self.store.s3_region,
+            allow_http=self.store.s3_allow_http,
+            lease_s=self.store.lock_lease_s,
+        )
+        return parse_uri(self.store.uri, local_root=self.lance_dir, s3=s3)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

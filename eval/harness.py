@@ -232,7 +232,7 @@ def run_eval(
             if reader is not None:
                 from store.records import read_index_meta
 
-                bound = read_index_meta(settings.lance_dir).get("embedder")
+                bound = read_index_meta(settings.index).get("embedder")
             embedder = load_embedder(for_index(settings.embedder, bound))
             timings["load_embedder_s"] = time.perf_counter() - t0
 

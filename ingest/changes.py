@@ -174,10 +174,10 @@ def unchanged_run(
     if settings.ingest.rehash or groups is not None or policy.rules:
         return None
     t0 = time.perf_counter()
-    snapshot = load_snapshot(settings.data_dir, settings.lance_dir)
+    snapshot = load_snapshot(settings.data_dir, settings.index)
     if snapshot is None:
         return None
-    bound = str(read_index_meta(settings.lance_dir).get("embedder") or "")
+    bound = str(read_index_meta(settings.index).get("embedder") or "")
     expected = embedder.name if embedder is not None else expected_embedder_name(settings, bound)
     if not bound or (expected and not same_embedder(bound, expected)):
         return None  # the full path explains the mismatch
@@ -241,11 +241,11 @@ def leave_snapshot(
     the rows read at the start when nothing was written (``read``), else read again. It is
     written only when the index did not move while its rows were read."""
     if read is None:
-        signature = index_signature(store.path)
+        signature = index_signature(store.location)
         state = store.documents_state()
     else:
         signature, state = read
-    if signature is not None and index_signature(store.path) == signature:
+    if signature is not None and index_signature(store.location) == signature:
         write_snapshot(
             settings.data_dir, signature, state, retryable, live=live_release(store.path)
         )

@@ -209,7 +209,7 @@ def status_command(
     candidate releases, the embedder, the index size and the last ingest."""
     try:
         settings = build_settings(config, data_dir)
-        report = index_status(settings.data_dir)
+        report = index_status(settings.data_dir, settings.index)
     except EnclaveError as exc:
         raise fail(exc) from exc
     if as_json:
@@ -218,19 +218,22 @@ def status_command(
     _print_status(report)
 
 
-def index_status(data_dir: Path) -> dict[str, Any]:
-    """The ``enclave status`` report of the index in ``data_dir``."""
+def index_status(data_dir: Path, location: Any = None) -> dict[str, Any]:
+    """The ``enclave status`` report of the index in ``data_dir`` (or at ``location``, a
+    store.location.IndexLocation: ``store.uri``)."""
     from enclave.errors import UsageError
     from ingest.summary import read_last_ingest
     from models.variants import variant_of
     from store.db import Store
+    from store.location import describe, locate
     from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK
     from store.releases import Releases
 
-    lance_dir = Path(data_dir) / "lancedb"
-    if not lance_dir.is_dir():
+    location = locate(location if location is not None else Path(data_dir) / "lancedb")
+    if not location.is_remote and not location.local_path.is_dir():
         raise UsageError(f"no index in {data_dir}: run `enclave ingest PATH --data-dir {data_dir}`")
-    store = Store(lance_dir)
+    location.check()
+    store = Store(location)
     releases = Releases(store)
     view = releases.live_view()
     docs = view.list_documents()
@@ -250,6 +253,7 @@ def index_status(data_dir: Path) -> dict[str, Any]:
     meta = store.meta()
     return {
         "data_dir": str(data_dir),
+        "index": dict(describe(location)),
         "releases": release_status(releases),
         "documents": len(docs),
         "documents_by_status": counts,

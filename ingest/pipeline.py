@@ -142,7 +142,7 @@ class _Run:
         was_dirty = releases.begin_writes()
         self.stages["release_s"] = time.perf_counter() - tr
         self.writer.remove_orphans()
-        signature = index_signature(self.store.path)
+        signature = index_signature(self.store.location)
         state = self.store.documents_state()
         self.stages["setup_s"] = time.perf_counter() - t0 - self.stages["release_s"]
         tw = time.perf_counter()
@@ -240,7 +240,7 @@ def ingest_paths(
     from enclave.security.policy import AclPolicy
 
     policy = AclPolicy.load(settings.security.policy_file)  # ConfigError: exit code 2
-    with WriterLock(settings.lance_dir, "enclave ingest"):
+    with WriterLock(settings.index, "enclave ingest"):
         if store is None:
             quick = unchanged_run(
                 settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
@@ -250,7 +250,7 @@ def ingest_paths(
                 return quick
             from store.db import Store
 
-            store = Store(settings.lance_dir)
+            store = Store(settings.index)
         run = _Run(
             settings,
             roots,

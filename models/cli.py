@@ -111,7 +111,7 @@ def models_report(settings: Any) -> dict[str, Any]:
     from store.records import read_index_meta
 
     models_dir = Path(settings.data_dir) / "models"
-    bound = read_index_meta(settings.lance_dir).get("embedder")
+    bound = read_index_meta(settings.index).get("embedder")
     return {
         "embedder": describe_embedder(settings.embedder, str(bound) if bound else None),
         "generator": describe_generator(settings.generator.model),

@@ -72,7 +72,11 @@ class AppState:
         self.security = security
         self._generator = generator
         self._embedder = embedder
-        self._index: LiveIndex | None = None if store is None else LiveIndex(store.path)
+        self._index: LiveIndex | None = None if store is None else LiveIndex(store.location)
+        # where the index lives is checked before anything binds: a bad store.uri, missing
+        # credentials or an unreachable bucket stop start-up with a clear message
+        self._location = settings.index if store is None else store.location
+        self._location.check()
         self._owned: list[Generator] = []
         self.services: Services | None = None
         self.error: str | None = None
@@ -110,7 +114,7 @@ class AppState:
         started = time.monotonic()
         try:
             if self._index is None:
-                self._index = LiveIndex(self.settings.lance_dir)
+                self._index = LiveIndex(self._location)
             if self._embedder is None:
                 from models.embedder import load_embedder
                 from models.variants import for_index

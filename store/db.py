@@ -25,7 +25,6 @@ tags' own timestamps.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from typing import Any
 import pyarrow as pa
 
 from enclave.errors import EmbedderMismatchError, UsageError
+from store.location import IndexLocation, locate
 from store.reader import TableReader
 from store.records import (
     META_FILE,
@@ -68,30 +68,25 @@ class Store(TableReader):
     """The head of the Enclave index at ``<data_dir>/lancedb``. Safe to share between
     threads; one writer process at a time (store/lock.py)."""
 
-    def __init__(self, lance_dir: Path | str, *, read_consistency_s: float = 0.0) -> None:
-        import lancedb
-
-        self.path = Path(lance_dir)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._db = lancedb.connect(
-            str(self.path), read_consistency_interval=timedelta(seconds=read_consistency_s)
-        )
+    def __init__(
+        self, lance_dir: IndexLocation | Path | str, *, read_consistency_s: float = 0.0
+    ) -> None:
+        #: where the index lives (a local folder or an s3:// prefix)
+        self.location = locate(lance_dir)
+        self.location.check()
+        #: the local folder of the index, or this host's side folder of a remote one
+        self.path = self.location.local_root
+        self._db = self.location.connect(timedelta(seconds=read_consistency_s))
         self._lock = threading.RLock()
         self._docs: Any = None
         self._chunks_t: Any = None
 
     # ------------------------------------------------------------------ meta
-    @property
-    def meta_path(self) -> Path:
-        return self.path / META_FILE
-
     def meta(self) -> dict[str, Any]:
-        return read_index_meta(self.path)
+        return read_index_meta(self.location)
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        tmp = self.meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=2), "utf-8")
-        os.replace(tmp, self.meta_path)
+        self.location.files().write(META_FILE, json.dumps(meta, indent=2).encode("utf-8"))
 
     def bind_embedder(self, name: str, dimension: int) -> None:
         """Record the embedder on a new index; refuse a different one on an existing index."""
@@ -105,7 +100,7 @@ class Store(TableReader):
                     f"(dimension {meta.get('dimension')}), not {name} (dimension {dimension}). "
                     "Mixing them would corrupt search. To re-embed with the new model, ingest "
                     "into a new data directory (--data-dir NEW) and point the server at it, or "
-                    f"remove {self.path} and ingest again."
+                    f"remove {self.location} and ingest again."
                 )
             if not meta.get("embedder"):
                 meta.update({"format": INDEX_FORMAT, "embedder": name, "dimension": dimension})
@@ -304,7 +299,7 @@ class Store(TableReader):
 
         with self._lock:
             self.documents_table()
-            return compact(self, Registry.at(self.path))
+            return compact(self, Registry.at(self.location))
 
     def prune(self) -> None:
         """Remove every version older than the oldest tagged one, and the files only they
@@ -314,7 +309,7 @@ class Store(TableReader):
 
         with self._lock:
             self.documents_table()
-            prune(self, Registry.at(self.path))
+            prune(self, Registry.at(self.location))
 
     def rebuild_fts(self) -> None:
         """Build the full-text index of the head again from its rows (a purge: the old
@@ -327,7 +322,7 @@ class Store(TableReader):
 
     # --------------------------------------------------------------- versions
     def size_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return self.location.size_bytes()
 
     def version(self) -> dict[str, int]:
         out = {"documents": int(self.documents_table().version)}

@@ -22,9 +22,12 @@ STATUS_EMPTY = "empty"
 META_FILE = "enclave-index.json"
 
 
-def read_index_meta(lance_dir: str | Path) -> dict[str, Any]:
+def read_index_meta(lance_dir: Any) -> dict[str, Any]:
     """The index's ``enclave-index.json`` (embedder name, dimension), ``{}`` when absent; read
-    without opening LanceDB."""
+    without opening LanceDB. ``lance_dir``: a folder, or a store.location.IndexLocation."""
+    if hasattr(lance_dir, "files"):
+        raw = lance_dir.files().read(META_FILE)
+        return {} if raw is None else dict(json.loads(raw))
     try:
         data: dict[str, Any] = json.loads((Path(lance_dir) / META_FILE).read_text("utf-8"))
     except FileNotFoundError:
