@@ -21,8 +21,9 @@ install: $(BIN)/python
 	@echo "    the first time (pip shows 'Building wheel for llama-cpp-python' until it is done;"
 	@echo "    the wheel is cached, later installs take seconds)"
 	$(BIN)/pip install 'llama-cpp-python>=0.3.16'
-	@echo "==> 3/5 Enclave and its dependencies, with the S3 client (a few minutes the first time)"
-	$(BIN)/pip install -q -e '.[dev,s3]'
+	@echo "==> 3/5 Enclave and its dependencies, with the S3 client and Ray (a few minutes the"
+	@echo "    first time)"
+	$(BIN)/pip install -q -e '.[dev,s3,ray]'
 	@echo "==> 4/5 unstructured-inference, imported by unstructured's PDF module; its model"
 	@echo "    dependencies are not needed, so it is installed without them"
 	$(BIN)/pip install -q --no-deps unstructured-inference==1.6.14

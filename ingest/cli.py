@@ -101,6 +101,22 @@ def ingest_command(
             "(security.redact_pii)",
         ),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this machine) or ray (parse, chunk and embed on a Ray cluster; "
+            "needs enclave-rag[ray])",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="the Ray cluster for --engine ray (host:port or ray://...); default: a local "
+            "cluster started for the run",
+        ),
+    ] = None,
 ) -> None:
     """Ingest files and folders into the index (incremental: unchanged files are skipped)."""
     from ingest.groups import parse_groups
@@ -131,7 +147,14 @@ def ingest_command(
         checked = parse_groups(groups)
         show = progress_kind(progress, as_json=as_json, tty=sys.stderr.isatty())
         summary = ingest_paths(
-            settings, paths, prune=prune, groups=checked, progress=show, hooks=_HOOKS["hooks"]
+            settings,
+            paths,
+            prune=prune,
+            groups=checked,
+            progress=show,
+            hooks=_HOOKS["hooks"],
+            engine=engine,
+            ray_address=ray_address,
         )
     except EnclaveError as exc:
         raise fail(exc) from exc

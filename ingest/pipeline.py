@@ -86,8 +86,13 @@ class _Run:
         readers: Readers,
         progress: bool | str,
         hooks: ReleaseHooks | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
     ) -> None:
         self.settings = settings
+        self.engine = engine
+        self.ray_address = ray_address
+        self.embedder = embedder
         self.hooks = hooks
         self.roots = roots
         self.prune = prune
@@ -105,8 +110,14 @@ class _Run:
             "write_s": 0.0,
         }
         self.lazy = LazyEmbedder(settings, store, embedder)
+        if engine == "ray":
+            from ingest.ray_engine import whole_run
+
+            write_settings = whole_run(settings)  # the cluster's results: one write
+        else:
+            write_settings = settings
         self.writer = Writer(
-            settings, store, self.summary, self.stages, readers, lambda: self.lazy.name
+            write_settings, store, self.summary, self.stages, readers, lambda: self.lazy.name
         )
 
     def _progress(self, walked: Plan) -> IngestProgress | LineProgress:
@@ -155,9 +166,27 @@ class _Run:
         with self._progress(walked) as bar:
             self.writer.tick = bar.advance
             self.writer.record_issues(walked.issues, state)
-            embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
-            with Producer(self.settings, walked.decisions, self.readers, self.stages) as producer:
-                embedding.drain(producer)
+            if self.engine == "ray":
+                from ingest.ray_engine import run_on_ray
+
+                self.summary.engine = run_on_ray(
+                    self.settings,
+                    walked.decisions,
+                    self.readers,
+                    self.stages,
+                    self.lazy,
+                    self.writer,
+                    self.embedder,
+                    self.ray_address,
+                    self.store.embedder_name,
+                )
+                self.writer.flush()
+            else:
+                embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
+                with Producer(
+                    self.settings, walked.decisions, self.readers, self.stages
+                ) as producer:
+                    embedding.drain(producer)
             if self.prune:
                 self.writer.prune(state, walked.seen, self.roots)
         if self.readers.may_regroup:
@@ -221,6 +250,8 @@ def ingest_paths(
     groups: list[str] | None = None,
     progress: bool | str = False,
     hooks: ReleaseHooks | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> IngestSummary:
     """Ingest files and folders into the index at ``settings.data_dir``, as a candidate
     release (promoted at once under ``release.auto_promote`` when it passes).
@@ -233,8 +264,16 @@ def ingest_paths(
 
     ``progress``: true (or ``"bar"``) shows a bar on stderr, ``"lines"`` writes JSON progress
     lines to stderr (ingest/progress.py), false shows nothing.
+
+    ``engine``: ``"local"`` (the default: this process and its parser workers) or ``"ray"``
+    (parse, chunk and embed on a Ray cluster at ``ray_address``, default a local one started
+    for the run: ingest/ray_engine.py); the same rules, summary and releases either way.
     """
     enforce_offline()
+    if engine not in ("local", "ray"):
+        from enclave.errors import UsageError
+
+        raise UsageError(f"unknown ingest engine {engine!r}: local or ray")
     roots = check_roots(paths)
     checked = parse_groups(groups)
     from enclave.security.policy import AclPolicy
@@ -260,5 +299,7 @@ def ingest_paths(
             readers=Readers(policy, checked, tuple(roots)),
             progress=progress,
             hooks=hooks,
+            engine=engine,
+            ray_address=ray_address,
         )
         return run.run()

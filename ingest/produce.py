@@ -273,32 +273,44 @@ class Producer:
     def _prepare(
         self, src: Source, old: DocumentRecord | None, result: ParsedDocument | ParseError
     ) -> Item:
-        if isinstance(result, ParseError):
-            return Item("failed", src, old, error=str(result) or "could not parse")
-        redacted: dict[str, int] = {}
-        if self.settings.security.redact_pii:
-            from enclave.security.redact import redact_document
+        return prepare_item(self.settings, self.stages, src, old, result)
 
-            # before cleaning and chunking: neither chunks, vectors nor title see the values
-            redacted = redact_document(result)
-        t = time.perf_counter()
-        try:
-            cleaned = clean_document(result)
-        except UnreadableDocument as exc:
-            return Item("empty", src, old, error=str(exc), parser=result.parser)
-        finally:
-            self.stages["clean_s"] += time.perf_counter() - t
-            result.elements = []  # the parser's copy of the text goes (the pool still holds
-            # the document object until its next result)
-        cleaned.drop_element_texts()
-        title = cleaned.title or result.title or os.path.basename(src.path)
-        return Item(
-            "parsed",
-            src,
-            old,
-            parser=result.parser,
-            title=title,
-            cleaned=cleaned,
-            redacted=redacted,
-            cut_by_parser=result.truncated,
-        )
+
+def prepare_item(
+    settings: Settings,
+    stages: dict[str, float],
+    src: Source,
+    old: DocumentRecord | None,
+    result: ParsedDocument | ParseError,
+) -> Item:
+    """A parser's result as an item: ``failed``, ``empty``, or ``parsed`` with its text
+    redacted (``security.redact_pii``) and cleaned (also the Ray engine's parse stage)."""
+    if isinstance(result, ParseError):
+        return Item("failed", src, old, error=str(result) or "could not parse")
+    redacted: dict[str, int] = {}
+    if settings.security.redact_pii:
+        from enclave.security.redact import redact_document
+
+        # before cleaning and chunking: neither chunks, vectors nor title see the values
+        redacted = redact_document(result)
+    t = time.perf_counter()
+    try:
+        cleaned = clean_document(result)
+    except UnreadableDocument as exc:
+        return Item("empty", src, old, error=str(exc), parser=result.parser)
+    finally:
+        stages["clean_s"] += time.perf_counter() - t
+        result.elements = []  # the parser's copy of the text goes (the pool still holds
+        # the document object until its next result)
+    cleaned.drop_element_texts()
+    title = cleaned.title or result.title or os.path.basename(src.path)
+    return Item(
+        "parsed",
+        src,
+        old,
+        parser=result.parser,
+        title=title,
+        cleaned=cleaned,
+        redacted=redacted,
+        cut_by_parser=result.truncated,
+    )

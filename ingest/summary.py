@@ -62,6 +62,9 @@ class IngestSummary:
     #: ``id`` (None when nothing changed), ``state``, ``promoted``, ``blocked``, ``reason``,
     #: ``live`` (the release live after the run)
     release: dict[str, Any] = field(default_factory=dict)
+    #: the engine that parsed and embedded, when not the local one: ``{"name": "ray",
+    #: "documents_sent", "address", "cpus"}`` (ingest/ray_engine.py)
+    engine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +98,7 @@ class IngestSummary:
             "stages": {k: round(v, 3) for k, v in self.stages.items()},
             "from_snapshot": self.from_snapshot,
             "release": dict(self.release),
+            **({"engine": dict(self.engine)} if self.engine else {}),
         }
 
 
