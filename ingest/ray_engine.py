@@ -125,12 +125,11 @@ def run_on_ray(
         parsers = max(1, cpus // 3)
         embedders = max(1, cpus - parsers)
         info.update({"address": address or "local", "cpus": cpus})
-        if embedder is None:
+        model: Any = _shippable(embedder)
+        if model is None:  # each actor loads the model the settings name, once
             from models.variants import for_index
 
-            model: Any = for_index(settings.embedder, bound)
-        else:
-            model = embedder
+            model = for_index(settings.embedder, bound)
         rows = [{"doc": pickle.dumps((src, olds.get(src.path)))} for src in sources]
         ds = ray.data.from_items(rows)
         ds = ds.map_batches(
@@ -159,6 +158,18 @@ def run_on_ray(
     return info
 
 
+def _shippable(embedder: Embedder | None) -> Embedder | None:
+    """The embedder object itself when it is small enough to send to the actors (the hash
+    embedder of tests); a real model is loaded by each actor from the settings instead."""
+    if embedder is None:
+        return None
+    try:
+        size = len(pickle.dumps(embedder))
+    except Exception:  # ONNX Runtime sessions and the like do not pickle
+        return None
+    return embedder if size < 1 << 20 else None
+
+
 def _connect(address: str | None) -> tuple[Any, bool]:
     """Ray, connected to ``address`` or to a local cluster started here (``owned``)."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # no egress: Ray reports usage otherwise
@@ -166,6 +177,10 @@ def _connect(address: str | None) -> tuple[Any, bool]:
         import ray
     except ImportError:
         raise ConfigError("--engine ray needs Ray: pip install 'enclave-rag[ray]'") from None
+    import logging
+
+    for name in ("ray", "ray.data"):  # stderr carries the run's progress lines
+        logging.getLogger(name).setLevel(logging.WARNING)
     if ray.is_initialized():
         return ray, False
     env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
