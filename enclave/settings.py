@@ -257,6 +257,11 @@ class StoreSettings(_Section):
         description="allow a plain-HTTP endpoint on a host that is not loopback (loopback "
         "endpoints are always allowed)",
     )
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra LanceDB object-store options passed as they are (e.g. timeout = "
+        "'30s', client_max_retries = '3', proxy_url); credentials belong in the environment",
+    )
     lock_lease_s: float = Field(
         default=60.0,
         ge=5.0,
@@ -322,6 +327,7 @@ class Settings(BaseSettings):
             region=self.store.s3_region,
             allow_http=self.store.s3_allow_http,
             lease_s=self.store.lock_lease_s,
+            options=tuple(sorted(self.store.options.items())),
         )
         return parse_uri(self.store.uri, local_root=self.lance_dir, s3=s3)
 

@@ -44,6 +44,8 @@ class S3Options:
     allow_http: bool = False
     #: the writer lock's lease on S3 (store/lock.py)
     lease_s: float = 60.0
+    #: extra LanceDB storage options, as (key, value) pairs
+    options: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class IndexLocation:
         creds = _static_credentials()
         if creds:
             opts.update(creds)
+        opts.update(dict(self.s3.options))
         return opts
 
     def endpoint(self) -> str | None:
@@ -135,9 +138,10 @@ class IndexLocation:
             return LocalFiles(self.local_path / folder if folder else self.local_path)
         return S3Files(self, folder, self.local_root / folder if folder else self.local_root)
 
-    def client(self) -> Any:
-        """The boto3 S3 client of a remote location (one per location and process)."""
-        return _client(self.endpoint(), self.region())
+    def client(self, *, retries: int = 3) -> Any:
+        """The boto3 S3 client of a remote location (one per endpoint, region and number of
+        attempts, per process)."""
+        return _client(self.endpoint(), self.region(), retries)
 
     def check(self) -> None:
         """Fail early and clearly: the bucket answers and the credentials are accepted."""
@@ -177,13 +181,13 @@ class IndexLocation:
         return total
 
 
-_CLIENTS: dict[tuple[str | None, str], Any] = {}
+_CLIENTS: dict[tuple[str | None, str, int], Any] = {}
 #: remote locations whose bucket answered in this process
 _CHECKED: set[str] = set()
 
 
-def _client(endpoint: str | None, region: str) -> Any:
-    key = (endpoint, region)
+def _client(endpoint: str | None, region: str, retries: int) -> Any:
+    key = (endpoint, region, retries)
     if key not in _CLIENTS:
         import boto3
         from botocore.config import Config
@@ -193,7 +197,7 @@ def _client(endpoint: str | None, region: str) -> Any:
             endpoint_url=endpoint,
             region_name=region,
             config=Config(
-                retries={"max_attempts": 3, "mode": "standard"},
+                retries={"max_attempts": retries, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=30,
             ),
@@ -332,8 +336,10 @@ class S3Files:
         """(ETag digest, size, last-modified ns): changes whenever the object is replaced."""
         from botocore.exceptions import ClientError
 
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        try:  # one attempt: a server looks again half a second later anyway
+            head = self.location.client(retries=1).head_object(
+                Bucket=self.bucket, Key=self._key(name)
+            )
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
                 return None

@@ -5,7 +5,8 @@ its object store, real uvicorn servers; the hash embedder and a fake generator, 
 under test is the plumbing. Two servers over one ``s3://`` index, each with its own local
 data directory (keys, audit, usage), answer the same question identically and both follow a
 promote and a rollback within two seconds; the writer lock is a lease object; a bad URI,
-missing credentials or a missing bucket stop start-up with a clear error."""
+missing credentials or a missing bucket stop start-up with a clear error; a store that stops
+answering gives 503 with Retry-After, never 500."""
 
 from __future__ import annotations
 
@@ -78,15 +79,18 @@ def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
-def host_settings(root: Path, endpoint: str, prefix: str, **release: Any) -> Settings:
+def host_settings(
+    root: Path, endpoint: str, prefix: str, options: dict[str, str] | None = None, **release: Any
+) -> Settings:
     """One host's settings: its own data_dir, the shared index on S3."""
+    store = {"uri": f"s3://{BUCKET}/{prefix}", "s3_endpoint": endpoint, "options": options or {}}
     return Settings(
         data_dir=root,
         embedder={"model": "hash"},
         security={"auth": False},
         retrieval={"top_k": 50, "candidates": 50, "min_similarity": 0.0},
         release=release,
-        store={"uri": f"s3://{BUCKET}/{prefix}", "s3_endpoint": endpoint},
+        store=store,
     )
 
 
@@ -240,3 +244,32 @@ def test_bad_locations_fail_at_start_with_a_clear_error(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     assert "no AWS credentials" in start(f"s3://{BUCKET}/x", s3_endpoint=s3_endpoint)
+
+
+def test_a_store_that_stops_answering_gives_503_not_500(tmp_path: Path) -> None:
+    import boto3
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+    docs = tmp_path / "docs"
+    write_set(docs, SET_A)
+    # no retries of a failed read (LanceDB's default backs off for seconds first)
+    settings = host_settings(
+        tmp_path / "host", endpoint, "outage", options={"client_max_retries": "0"}
+    )
+    ingest_paths(settings, [docs], prune=True, embedder=EMB)
+    app = create_app(settings, generator=FakeGenerator(), embedder=EMB)
+    with live_server(app, settings) as live:
+        assert ask(live)["release"] == "r-000001"
+        server.stop()
+        started = time.monotonic()
+        search = httpx.post(live.v1 + "/search", json={"query": "marker a2.txt"}, timeout=120)
+        took = time.monotonic() - started
+        assert search.status_code == 503, search.text
+        assert search.json()["error"]["code"] == "index_unavailable"
+        assert search.headers["Retry-After"] == "2"
+        assert took < 5, took
+        assert httpx.get(live.base_url + "/readyz", timeout=10).status_code == 200
