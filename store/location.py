@@ -136,6 +136,7 @@ class IndexLocation:
 
         if not self.is_remote:
             return LocalFiles(self.local_path / folder if folder else self.local_path)
+        self.check()  # a missing bucket or refused credentials: a clear error, once
         return S3Files(self, folder, self.local_root / folder if folder else self.local_root)
 
     def client(self, *, retries: int = 3) -> Any:

@@ -273,3 +273,27 @@ def test_a_store_that_stops_answering_gives_503_not_500(tmp_path: Path) -> None:
         assert search.headers["Retry-After"] == "2"
         assert took < 5, took
         assert httpx.get(live.base_url + "/readyz", timeout=10).status_code == 200
+
+
+def test_commands_over_a_missing_bucket_say_so_and_exit_2(
+    tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from enclave import cli as root
+
+    monkeypatch.setenv("ENCLAVE_EMBEDDER__MODEL", "hash")
+    monkeypatch.setenv("ENCLAVE_STORE__URI", "s3://no-such-bucket/index")
+    monkeypatch.setenv("ENCLAVE_STORE__S3_ENDPOINT", s3_endpoint)
+    root._register()
+    docs = tmp_path / "docs"
+    write_set(docs, {"a0.txt": "one"})
+    data = str(tmp_path / "data")
+    for args in (
+        ["releases", "list", "--data-dir", data],
+        ["status", "--data-dir", data],
+        ["ingest", str(docs), "--data-dir", data],
+    ):
+        result = CliRunner().invoke(root.app, args)
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        assert "bucket 'no-such-bucket' does not exist" in result.output, result.output
