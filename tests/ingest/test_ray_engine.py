@@ -25,6 +25,7 @@ from tests.fixtures.make_docs import make_html, make_md
 from tests.ingest.helpers import write_text_corpus
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 EMB = HashEmbedder()
 ROOT = Path(__file__).resolve().parents[2]
