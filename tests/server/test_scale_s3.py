@@ -183,7 +183,7 @@ def test_the_writer_lock_on_s3_is_a_lease(tmp_path: Path, s3_endpoint: str) -> N
     import boto3
 
     location = parse_uri(
-        f"s3://{BUCKET}/lease", local_root=tmp_path, s3=S3Options(endpoint=s3_endpoint, lease_s=1)
+        f"s3://{BUCKET}/lease", local_root=tmp_path, s3=S3Options(endpoint=s3_endpoint, lease_s=3)
     )
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     key = "lease/_enclave/write.lock"
@@ -203,7 +203,9 @@ def test_the_writer_lock_on_s3_is_a_lease(tmp_path: Path, s3_endpoint: str) -> N
         thread.start()
         thread.join()
         assert refused and "enclave ingest (first)" in str(refused[0])
-        time.sleep(1.4)  # past the lease, renewed meanwhile: still held
+        # past the lease, renewed meanwhile (every second): still held. Last-Modified and Date
+        # have a resolution of one second, hence a lease of 3 s here (60 s by default)
+        time.sleep(3.3)
         thread = threading.Thread(target=second)
         thread.start()
         thread.join()
