@@ -288,19 +288,12 @@ class Producer:
         if isinstance(result, ParseError):
             return Item("failed", src, old, error=str(result) or "could not parse")
         quality = self._quality(src, old, result)
-        if quality is not None and quality.get("quarantine"):
-            reason = str(quality.pop("quarantine"))
+        quarantine = str(quality.pop("quarantine", "")) if quality else ""
+        if quarantine and result.needs_ocr:
+            # scanned pages left unread: quarantined as needing OCR, whatever text is left
             title = result.title or (old.title if old else "") or os.path.basename(src.path)
             result.elements = []
-            return Item(
-                "quarantined",
-                src,
-                old,
-                error=reason,
-                parser=result.parser,
-                title=clean_inline(title),
-                quality=quality,
-            )
+            return self._quarantined(src, old, result.parser, title, quarantine, quality)
         redacted: dict[str, int] = {}
         if self.settings.security.redact_pii:
             from enclave.security.redact import redact_document
@@ -320,6 +313,10 @@ class Producer:
             # the document object until its next result)
         cleaned.drop_element_texts()
         title = cleaned.title or result.title or os.path.basename(src.path)
+        if quarantine:
+            # readable text (the cleaner's refusals of garbage come first, as `empty`), but
+            # of too poor a quality to be served
+            return self._quarantined(src, old, result.parser, title, quarantine, quality)
         return Item(
             "parsed",
             src,
@@ -329,6 +326,25 @@ class Producer:
             cleaned=cleaned,
             redacted=redacted,
             cut_by_parser=result.truncated,
+            quality=quality or {},
+        )
+
+    @staticmethod
+    def _quarantined(
+        src: Source,
+        old: DocumentRecord | None,
+        parser: str,
+        title: str,
+        reason: str,
+        quality: dict[str, Any] | None,
+    ) -> Item:
+        return Item(
+            "quarantined",
+            src,
+            old,
+            error=reason,
+            parser=parser,
+            title=clean_inline(title),
             quality=quality or {},
         )
 
