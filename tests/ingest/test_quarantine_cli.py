@@ -85,6 +85,7 @@ def test_quarantine_release_retry(
 
     listed = as_json(run(cli, "quarantine", "list", "-d", str(data), "--json"))
     assert len(listed["quarantined"]) == 3 and listed["release"] == summary["release"]["id"]
+    check_served_views(data, docs)
 
     # release: admitted through a new live release, and kept while the file is unchanged
     r = run(cli, "quarantine", "release", str(moji), "-d", str(data), "--json")
@@ -130,3 +131,40 @@ def test_quarantine_release_retry(
     assert row.quality["signals"]["ocr_pages"] == 1
     listed = as_json(run(cli, "quarantine", "list", "-d", str(data), "--json"))
     assert {Path(q["path"]).name for q in listed["quarantined"]} == {"header.pdf", "notes.txt"}
+
+
+def check_served_views(data: Path, docs: Path) -> None:
+    """The documents API lists the quarantined file with its reason (signals for admins
+    only), and no search finds its words."""
+    from enclave.settings import load_settings
+    from server.services.documents import DocumentService
+    from store.live import LiveIndex
+
+    service = DocumentService(
+        load_settings(overrides={"data_dir": str(data)}), LiveIndex(data / "lancedb")
+    )
+
+    admin = service.list(limit=10, offset=0, status="quarantined", show_groups=True)
+    assert admin["total"] == 3
+    (doc,) = [d for d in admin["data"] if d["path"].endswith("notes.txt")]
+    assert doc["status"] == "quarantined" and doc["chunk_count"] == 0
+    assert "mis-decoded" in doc["error"] and doc["quality"]["reason"] == doc["error"]
+    assert doc["quality"]["signals"]["mojibake_share"] > 0.2
+    # a key that is no admin (and may read the document) sees the status, reason and score,
+    # not the signals
+    from server.services.documents import document_dict
+
+    row = Store(data / "lancedb").get_document(doc["id"])
+    assert row is not None
+    shown = document_dict(row, show_groups=False)
+    assert shown["status"] == "quarantined" and shown["error"] == doc["error"]
+    assert "signals" not in shown["quality"] and "groups" not in shown
+    assert shown["quality"]["score"] == doc["quality"]["score"]
+    detail = service.get(doc["id"])
+    assert detail["chunks"] == []
+    # the words of the quarantined file are nowhere in search
+    view = LiveIndex(data / "lancedb").reader()
+    assert view.text_search("entschieden doivent", 10) == []
+    assert {c.source for c in view.text_search("harbor deliveries", 10)} == {
+        str((docs / "good.txt").resolve())
+    }
