@@ -86,9 +86,15 @@ class _Run:
         readers: Readers,
         progress: bool | str,
         hooks: ReleaseHooks | None = None,
+        force: frozenset[str] = frozenset(),
+        admit: frozenset[str] = frozenset(),
+        by: str = "",
     ) -> None:
         self.settings = settings
         self.hooks = hooks
+        self.force = force
+        self.admit = admit
+        self.by = by
         self.roots = roots
         self.prune = prune
         self.store = store
@@ -146,7 +152,7 @@ class _Run:
         state = self.store.documents_state()
         self.stages["setup_s"] = time.perf_counter() - t0 - self.stages["release_s"]
         tw = time.perf_counter()
-        walked = plan(self.settings, self.roots, state)
+        walked = plan(self.settings, self.roots, state, self.force)
         self.stages["walk_s"] = time.perf_counter() - tw
         self.summary.files_seen = walked.files_seen
         self.summary.skipped_unsupported = walked.skipped.get("unsupported", 0)
@@ -156,7 +162,14 @@ class _Run:
             self.writer.tick = bar.advance
             self.writer.record_issues(walked.issues, state)
             embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
-            with Producer(self.settings, walked.decisions, self.readers, self.stages) as producer:
+            with Producer(
+                self.settings,
+                walked.decisions,
+                self.readers,
+                self.stages,
+                admit=self.admit,
+                admitted_by=self.by,
+            ) as producer:
                 embedding.drain(producer)
             if self.prune:
                 self.writer.prune(state, walked.seen, self.roots)
@@ -221,6 +234,9 @@ def ingest_paths(
     groups: list[str] | None = None,
     progress: bool | str = False,
     hooks: ReleaseHooks | None = None,
+    force: frozenset[str] = frozenset(),
+    admit: frozenset[str] = frozenset(),
+    by: str = "enclave ingest",
 ) -> IngestSummary:
     """Ingest files and folders into the index at ``settings.data_dir``, as a candidate
     release (promoted at once under ``release.auto_promote`` when it passes).
@@ -233,6 +249,10 @@ def ingest_paths(
 
     ``progress``: true (or ``"bar"``) shows a bar on stderr, ``"lines"`` writes JSON progress
     lines to stderr (ingest/progress.py), false shows nothing.
+
+    ``force`` (document ids) are parsed again even when unchanged, ``admit`` (document ids)
+    are indexed whatever their parse-quality score, recorded in their rows as admitted by
+    ``by`` (``enclave quarantine retry|release``: ingest/quarantine.py).
     """
     enforce_offline()
     roots = check_roots(paths)
@@ -240,14 +260,15 @@ def ingest_paths(
     from enclave.security.policy import AclPolicy
 
     policy = AclPolicy.load(settings.security.policy_file)  # ConfigError: exit code 2
-    with WriterLock(settings.lance_dir, "enclave ingest"):
-        if store is None:
+    with WriterLock(settings.lance_dir, by):
+        if store is None and not force:
             quick = unchanged_run(
                 settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
             )
             if quick is not None:
                 write_last_ingest(settings, roots, quick)
                 return quick
+        if store is None:
             from store.db import Store
 
             store = Store(settings.lance_dir)
@@ -260,5 +281,8 @@ def ingest_paths(
             readers=Readers(policy, checked, tuple(roots)),
             progress=progress,
             hooks=hooks,
+            force=force,
+            admit=admit,
+            by=by,
         )
         return run.run()
