@@ -108,9 +108,11 @@ FROM ${RUNTIME_IMAGE} AS runtime
 ARG PYTHON
 ENV DEBIAN_FRONTEND=noninteractive
 
-# libgomp1: llama.cpp's OpenMP threads; libmagic1: file type detection for unstructured.
+# libgomp1: llama.cpp's OpenMP threads; libmagic1: file type detection for unstructured;
+# tesseract-ocr (with its English data): OCR of scanned PDFs and images.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 libmagic1 ca-certificates \
+    && apt-get install -y --no-install-recommends libgomp1 libmagic1 tesseract-ocr \
+         ca-certificates \
     && if ! command -v "${PYTHON}" >/dev/null 2>&1; then \
          apt-get install -y --no-install-recommends "${PYTHON}"; \
        fi \

@@ -108,6 +108,72 @@ class IngestSettings(_Section):
         description="index at most this many chunks of one document; the rest is left out "
         "and the document is listed as truncated",
     )
+    ocr: Literal["auto", "off"] = Field(
+        default="auto",
+        description="read scanned PDF pages and images (PNG, JPEG, TIFF) with the tesseract "
+        "binary when it is installed; 'off' (or no tesseract) quarantines them as needing OCR",
+    )
+    ocr_languages: str = Field(
+        default="eng",
+        pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$",
+        description="tesseract languages, '+'-separated (each needs its tesseract-ocr-LANG "
+        "package)",
+    )
+    ocr_dpi: int = Field(default=200, ge=72, le=600, description="PDF pages rendered at this DPI")
+    ocr_max_pages: int = Field(
+        default=50,
+        ge=1,
+        description="OCR at most this many pages of one document (OCR costs about a second a "
+        "page and counts against parse_timeout_s)",
+    )
+
+
+class QualitySettings(_Section):
+    """Parse-quality quarantine: every parsed document gets a score in [0, 1] from cheap
+    signals; one below ``min_score`` is kept out of the served index until released. Each
+    threshold is where its signal alone scores 0.5 (so, with ``min_score = 0.5``, where that
+    signal alone quarantines)."""
+
+    enabled: bool = Field(default=True, description="score documents and quarantine bad ones")
+    min_score: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="quarantine a document scoring below this"
+    )
+    min_text_page_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of pages (PDF, TIFF) with a text layer or OCR text",
+    )
+    min_chars_per_page: float = Field(
+        default=40.0, ge=0.0, description="characters per page with text (PDF, images)"
+    )
+    min_chars_per_kb: float = Field(
+        default=2.0,
+        ge=0.0,
+        description="characters extracted per KB of file (PDF over 100 KB only: a big file "
+        "with almost no text is mostly images)",
+    )
+    min_printable_share: float = Field(
+        default=0.9, ge=0.0, le=1.0, description="share of characters that are printable"
+    )
+    min_word_share: float = Field(
+        default=0.35,
+        ge=0.0,
+        le=1.0,
+        description="share of words that look like dictionary words (letters, a vowel, sane case)",
+    )
+    max_mojibake_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="share of words holding mis-decoded UTF-8 ('Ã©', 'â€™') or U+FFFD",
+    )
+    max_repeated_line_share: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="share of lines that repeat another line of the document (needs 10 lines)",
+    )
 
 
 class RetrievalSettings(_Section):
@@ -290,6 +356,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     _toml_file: str | None = None
 

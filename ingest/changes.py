@@ -97,8 +97,14 @@ class Plan:
         return len(self.decisions) + sum(1 for i in self.issues if i.is_file)
 
 
-def plan(settings: Settings, roots: list[str], state: dict[str, DocumentRecord]) -> Plan:
-    """Walk ``roots`` and decide each file against its stored row in ``state``."""
+def plan(
+    settings: Settings,
+    roots: list[str],
+    state: dict[str, DocumentRecord],
+    force: frozenset[str] = frozenset(),
+) -> Plan:
+    """Walk ``roots`` and decide each file against its stored row in ``state``; the documents
+    in ``force`` (ids) are parsed again whatever their row says (``enclave quarantine``)."""
     out = Plan()
     for item in walk_supported(settings, roots, out.skipped):
         if isinstance(item, WalkSkip):
@@ -107,6 +113,9 @@ def plan(settings: Settings, roots: list[str], state: dict[str, DocumentRecord])
         out.seen.add(item.path)
         if isinstance(item, WalkIssue):
             out.issues.append(item)
+            continue
+        if item.doc_id in force:
+            out.decisions.append(Decision(item, state.get(item.path), must_hash=True, retry=True))
             continue
         out.decisions.append(decide(item, state.get(item.path), rehash=settings.ingest.rehash))
     return out

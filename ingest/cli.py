@@ -28,12 +28,14 @@ _HOOKS: dict[str, ReleaseHooks | None] = {"hooks": None}
 
 
 def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
+    from ingest.quarantine_cli import register as register_quarantine
     from ingest.release_cli import register as register_releases
 
     _HOOKS["hooks"] = hooks
     app.command("ingest")(ingest_command)
     app.command("status")(status_command)
     register_releases(app, hooks)
+    register_quarantine(app, hooks)
 
 
 def ingest_command(
@@ -188,6 +190,8 @@ def _print_summary(d: dict[str, Any]) -> None:
     for key in ("files_seen", "ingested", "updated", "unchanged", "deleted"):
         table.add_row(key.replace("_", " "), str(d[key]))
     table.add_row("failed", str(len(d["failed"])))
+    if d.get("quarantined"):
+        table.add_row("quarantined", str(len(d["quarantined"])))
     table.add_row("chunks added", str(d["chunks_added"]))
     table.add_row("chunks deleted", str(d["chunks_deleted"]))
     if d.get("redacted"):
@@ -212,6 +216,16 @@ def _print_summary(d: dict[str, Any]) -> None:
         console.print(f"  [red]FAIL[/] {failure}", highlight=False)
     if rel.get("reason") and rel.get("id"):
         console.print(rel["reason"], highlight=False, soft_wrap=True)
+    if d.get("quarantined"):
+        quarantined = Table(
+            title="Quarantined (enclave quarantine list | release | retry)", show_header=True
+        )
+        quarantined.add_column("path", overflow="fold")
+        quarantined.add_column("score", justify="right")
+        quarantined.add_column("reason", overflow="fold")
+        for q in d["quarantined"]:
+            quarantined.add_row(q["path"], f"{q['score']:.2f}", q["reason"])
+        console.print(quarantined)
     if d["failed"]:
         errors = Table(title="Failed files", show_header=True)
         errors.add_column("path", overflow="fold")
@@ -245,11 +259,12 @@ def index_status(data_dir: Path, location: Any = None) -> dict[str, Any]:
     """The ``enclave status`` report of the index in ``data_dir`` (or at ``location``, a
     store.location.IndexLocation: ``store.uri``)."""
     from enclave.errors import UsageError
+    from ingest.quarantine import quarantine_row
     from ingest.summary import read_last_ingest
     from models.variants import variant_of
     from store.db import Store
     from store.location import describe, locate
-    from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK
+    from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK, STATUS_QUARANTINED
     from store.releases import Releases
 
     location = locate(location if location is not None else Path(data_dir) / "lancedb")
@@ -261,13 +276,15 @@ def index_status(data_dir: Path, location: Any = None) -> dict[str, Any]:
     view = releases.live_view()
     docs = view.list_documents()
     counts = {
-        s: sum(1 for d in docs if d.status == s) for s in (STATUS_OK, STATUS_EMPTY, STATUS_FAILED)
+        s: sum(1 for d in docs if d.status == s)
+        for s in (STATUS_OK, STATUS_EMPTY, STATUS_FAILED, STATUS_QUARANTINED)
     }
     failures = [
         {"path": d.path, "status": d.status, "error": d.error}
         for d in docs
-        if d.status != STATUS_OK
+        if d.status not in (STATUS_OK, STATUS_QUARANTINED)
     ]
+    quarantined = [quarantine_row(d, signals=False) for d in docs if d.status == STATUS_QUARANTINED]
     truncated = [
         {"path": d.path, "reason": d.error} for d in docs if d.status == STATUS_OK and d.error
     ]
@@ -282,6 +299,7 @@ def index_status(data_dir: Path, location: Any = None) -> dict[str, Any]:
         "documents_by_status": counts,
         "chunks": view.count_chunks(),
         "failures": failures,
+        "quarantined": quarantined,
         "truncated": truncated,
         "embedder": {
             "name": meta.get("embedder"),
@@ -331,7 +349,9 @@ def _print_status(r: dict[str, Any]) -> None:
     table.add_column("value")
     by = r["documents_by_status"]
     table.add_row(
-        "documents", f"{r['documents']} (ok {by['ok']}, empty {by['empty']}, failed {by['failed']})"
+        "documents",
+        f"{r['documents']} (ok {by['ok']}, empty {by['empty']}, failed {by['failed']}, "
+        f"quarantined {by.get('quarantined', 0)})",
     )
     table.add_row("chunks", str(r["chunks"]))
     rel = r.get("releases") or {}
@@ -359,6 +379,17 @@ def _print_status(r: dict[str, Any]) -> None:
         for f in r["failures"]:
             errors.add_row(f["path"], f["status"], f["error"])
         console.print(errors)
+    if r.get("quarantined"):
+        quarantined = Table(
+            title="Quarantined (enclave quarantine list | release | retry)", show_header=True
+        )
+        quarantined.add_column("path", overflow="fold")
+        quarantined.add_column("score", justify="right")
+        quarantined.add_column("reason", overflow="fold")
+        for q in r["quarantined"]:
+            score = "-" if q["score"] is None else f"{q['score']:.2f}"
+            quarantined.add_row(q["path"], score, q["reason"])
+        console.print(quarantined)
     if r.get("truncated"):
         part = Table(title="Indexed in part", show_header=True)
         part.add_column("path", overflow="fold")

@@ -88,12 +88,18 @@ class _Run:
         hooks: ReleaseHooks | None = None,
         engine: str = "local",
         ray_address: str | None = None,
+        force: frozenset[str] = frozenset(),
+        admit: frozenset[str] = frozenset(),
+        by: str = "",
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.ray_address = ray_address
         self.embedder = embedder
         self.hooks = hooks
+        self.force = force
+        self.admit = admit
+        self.by = by
         self.roots = roots
         self.prune = prune
         self.store = store
@@ -157,7 +163,7 @@ class _Run:
         state = self.store.documents_state()
         self.stages["setup_s"] = time.perf_counter() - t0 - self.stages["release_s"]
         tw = time.perf_counter()
-        walked = plan(self.settings, self.roots, state)
+        walked = plan(self.settings, self.roots, state, self.force)
         self.stages["walk_s"] = time.perf_counter() - tw
         self.summary.files_seen = walked.files_seen
         self.summary.skipped_unsupported = walked.skipped.get("unsupported", 0)
@@ -179,12 +185,19 @@ class _Run:
                     self.embedder,
                     self.ray_address,
                     self.store.embedder_name,
+                    admit=self.admit,
+                    admitted_by=self.by,
                 )
                 self.writer.flush()
             else:
                 embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
                 with Producer(
-                    self.settings, walked.decisions, self.readers, self.stages
+                    self.settings,
+                    walked.decisions,
+                    self.readers,
+                    self.stages,
+                    admit=self.admit,
+                    admitted_by=self.by,
                 ) as producer:
                     embedding.drain(producer)
             if self.prune:
@@ -252,6 +265,9 @@ def ingest_paths(
     hooks: ReleaseHooks | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    force: frozenset[str] = frozenset(),
+    admit: frozenset[str] = frozenset(),
+    by: str = "enclave ingest",
 ) -> IngestSummary:
     """Ingest files and folders into the index at ``settings.data_dir``, as a candidate
     release (promoted at once under ``release.auto_promote`` when it passes).
@@ -268,6 +284,9 @@ def ingest_paths(
     ``engine``: ``"local"`` (the default: this process and its parser workers) or ``"ray"``
     (parse, chunk and embed on a Ray cluster at ``ray_address``, default a local one started
     for the run: ingest/ray_engine.py); the same rules, summary and releases either way.
+    ``force`` (document ids) are parsed again even when unchanged, ``admit`` (document ids)
+    are indexed whatever their parse-quality score, recorded in their rows as admitted by
+    ``by`` (``enclave quarantine retry|release``: ingest/quarantine.py).
     """
     enforce_offline()
     if engine not in ("local", "ray"):
@@ -279,14 +298,15 @@ def ingest_paths(
     from enclave.security.policy import AclPolicy
 
     policy = AclPolicy.load(settings.security.policy_file)  # ConfigError: exit code 2
-    with WriterLock(settings.index, "enclave ingest"):
-        if store is None:
+    with WriterLock(settings.index, by):
+        if store is None and not force:
             quick = unchanged_run(
                 settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
             )
             if quick is not None:
                 write_last_ingest(settings, roots, quick)
                 return quick
+        if store is None:
             from store.db import Store
 
             store = Store(settings.index)
@@ -301,5 +321,8 @@ def ingest_paths(
             hooks=hooks,
             engine=engine,
             ray_address=ray_address,
+            force=force,
+            admit=admit,
+            by=by,
         )
         return run.run()

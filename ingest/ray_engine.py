@@ -35,13 +35,13 @@ import pickle
 import queue
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from enclave.errors import ConfigError
 from enclave.settings import Settings
 from ingest.changes import Decision
 from ingest.groups import Readers
-from ingest.produce import Item, Producer, prepare_item
+from ingest.produce import Item, Producer
 from models.embedder import Embedder
 
 if TYPE_CHECKING:
@@ -79,9 +79,15 @@ class _Decide(Producer):
     """The local producer's decisions and hashing, on the driver, without its thread."""
 
     def __init__(
-        self, settings: Settings, decisions: list[Decision], readers: Readers, stages: Any
+        self,
+        settings: Settings,
+        decisions: list[Decision],
+        readers: Readers,
+        stages: Any,
+        admit: frozenset[str],
+        admitted_by: str,
     ) -> None:
-        super().__init__(settings, decisions, readers, stages)
+        super().__init__(settings, decisions, readers, stages, admit=admit, admitted_by=admitted_by)
         self.items: list[Item] = []
 
     def _put(self, item: Item | BaseException | None) -> None:
@@ -99,10 +105,13 @@ def run_on_ray(
     embedder: Embedder | None,
     address: str | None,
     bound: str | None,
+    *,
+    admit: frozenset[str] = frozenset(),
+    admitted_by: str = "",
 ) -> dict[str, Any]:
     """Send the new and changed files of ``decisions`` through the cluster and hand every
     item to ``writer`` (which the caller flushes). Returns the summary's ``engine`` object."""
-    decide = _Decide(settings, decisions, readers, stages)
+    decide = _Decide(settings, decisions, readers, stages, admit, admitted_by)
     sources = list(decide._sources())
     for item in decide.items:
         if item.kind == "unchanged":
@@ -134,7 +143,11 @@ def run_on_ray(
         ds = ray.data.from_items(rows)
         ds = ds.map_batches(
             ParseStage,
-            fn_constructor_kwargs={"settings": settings},
+            fn_constructor_kwargs={
+                "settings": settings,
+                "admit": admit,
+                "admitted_by": admitted_by,
+            },
             batch_size=PARSE_BATCH,
             concurrency=parsers,
         )
@@ -198,24 +211,35 @@ def _connect(address: str | None) -> tuple[Any, bool]:
 
 
 class ParseStage:
-    """A Ray actor that parses and cleans documents with a one-process parser pool."""
+    """A Ray actor that parses, scores and cleans documents with a one-process parser pool
+    and the local producer's own preparation (quality score, quarantine, redaction)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, admit: frozenset[str], admitted_by: str) -> None:
         from enclave.offline import enforce_offline
         from ingest.parser_pool import ParserPool
 
         enforce_offline()
         self.settings = settings
         self.pool = ParserPool(settings.ingest, workers=1)
+        self.admit = admit
+        self.admitted_by = admitted_by
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         pairs = [pickle.loads(b) for b in batch["doc"]]
         olds = {src.path: old for src, old in pairs}
         stages = {"clean_s": 0.0, "parse_s": 0.0}
+        prepare = Producer(
+            self.settings,
+            [],
+            cast(Readers, None),  # only used to decide, on the driver
+            stages,
+            admit=self.admit,
+            admitted_by=self.admitted_by,
+        )
         out = []
         t = time.perf_counter()
         for src, result in self.pool.imap(src for src, _ in pairs):
-            item = prepare_item(self.settings, stages, src, olds[src.path], result)
+            item = prepare._prepare(src, olds[src.path], result)
             out.append(pickle.dumps(item))
         stages["parse_s"] = time.perf_counter() - t - stages["clean_s"]
         return {"doc": out, "stages": _spread(stages, len(out))}

@@ -51,6 +51,11 @@ class IngestSummary:
     #: documents indexed only in part (``ingest.max_chunks_per_document``), with the reason
     #: (``{"path", "reason"}``; the document row keeps it as its ``error``, status ``ok``)
     truncated: list[dict[str, str]] = field(default_factory=list)
+    #: documents kept out of the index for their parse quality (ingest/quality.py), with the
+    #: reason and the score (``{"path", "reason", "score"}``; row status ``quarantined``)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    #: documents indexed despite a low score because a quarantine release admitted them
+    admitted: list[dict[str, Any]] = field(default_factory=list)
     redacted: dict[str, int] = field(default_factory=dict)
     flagged_chunks: int = 0
     embedder: str = ""
@@ -91,6 +96,8 @@ class IngestSummary:
             "skipped_unsupported": self.skipped_unsupported,
             "skipped": [dict(s) for s in self.skipped],
             "truncated": [dict(t) for t in self.truncated],
+            "quarantined": [dict(q) for q in self.quarantined],
+            "admitted": [dict(a) for a in self.admitted],
             "redacted": dict(self.redacted),
             "flagged_chunks": self.flagged_chunks,
             "embedder": self.embedder,

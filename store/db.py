@@ -46,6 +46,7 @@ from store.records import (
     valid_group,
 )
 from store.schema import (
+    ADDED_DOCUMENT_COLUMNS,
     chunks_schema,
     documents_schema,
     sql_str,
@@ -153,6 +154,17 @@ class Store(TableReader):
                     )
             return self._docs
 
+    def _writable_documents(self) -> Any:
+        """The documents table with every column of :func:`documents_schema`: a table written
+        before a column existed (or restored to such a version) gets it first, one commit
+        (older versions keep their schema: readers take a missing column as empty)."""
+        docs = self.documents_table()
+        names = set(docs.schema.names)
+        missing = {k: v for k, v in ADDED_DOCUMENT_COLUMNS.items() if k not in names}
+        if missing:
+            docs.add_columns(missing)
+        return docs
+
     def chunks_table(self, *, create: bool = False) -> Any | None:
         with self._lock:
             if self._chunks_t is None:
@@ -186,7 +198,7 @@ class Store(TableReader):
                 dim = self.dimension
                 rows = [c.to_row() for c in chunks]
                 table.add(pa.Table.from_pylist(rows, schema=chunks_schema(dim or 0)))
-            docs = self.documents_table()
+            docs = self._writable_documents()
             data = pa.Table.from_pylist([d.to_row() for d in documents], schema=documents_schema())
             (
                 docs.merge_insert("doc_id")
@@ -242,7 +254,7 @@ class Store(TableReader):
         with self._lock:
             data = pa.Table.from_pylist([d.to_row() for d in documents], schema=documents_schema())
             (
-                self.documents_table()
+                self._writable_documents()
                 .merge_insert("doc_id")
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
