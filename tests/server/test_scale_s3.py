@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -32,13 +33,39 @@ from store.location import S3Options, parse_uri
 from store.lock import WriterBusyError, WriterLock
 from store.releases import Releases
 from tests.server.conftest import Live, live_server
-from tests.server.test_releases_live import SET_A, SET_B, write_set
 
 pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
 EMB = HashEmbedder()
 BUCKET = "enclave-index"
+#: plain English: the parse-quality check admits it
+PROSE = (
+    "the policy covers annual leave travel expenses and the review of every contract signed "
+    "by the finance team before the end of the quarter with approval from the director"
+)
+WORDS = PROSE.split()
+
+
+def text_for(name: str, version: str) -> str:
+    rng = random.Random(name)
+    return f"marker {name} {version} " + " ".join(rng.choice(WORDS) for _ in range(40)) + "\n"
+
+
+SET_A = {f"a{i}.txt": "one" for i in range(8)}
+SET_B = {**{k: v for k, v in SET_A.items() if k not in ("a0.txt", "a1.txt")},
+         "a2.txt": "two", "b0.txt": "one", "b1.txt": "one"}  # fmt: skip
+
+
+def write_set(folder: Path, docs: dict[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.txt"):
+        if old.name not in docs:
+            old.unlink()
+    for name, version in docs.items():
+        (folder / name).write_text(text_for(name, version), encoding="utf-8")
+
+
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "enclave-test",
     "AWS_SECRET_ACCESS_KEY": "enclave-test-secret",
