@@ -88,8 +88,13 @@ def _release_embedder(
     if not isinstance(built, dict):
         return settings, embedder
     own = settings.embedder
-    spec = EmbedderSettings.model_validate({**built, "device": own.device, "threads": own.threads})
-    if embedder is None and spec.model == own.model:
+    from models.variants import for_index
+
+    spec = EmbedderSettings.model_validate(
+        {**built, "device": own.device, "threads": own.threads, "cache_dir": own.cache_dir}
+    )
+    spec = for_index(spec, name)  # the variant the tables' embedder name records
+    if embedder is None and spec.model == own.model and for_index(own, name) == spec:
         return settings, None
     return settings.model_copy(update={"embedder": spec}), None
 

@@ -97,8 +97,14 @@ class Plan:
         return len(self.decisions) + sum(1 for i in self.issues if i.is_file)
 
 
-def plan(settings: Settings, roots: list[str], state: dict[str, DocumentRecord]) -> Plan:
-    """Walk ``roots`` and decide each file against its stored row in ``state``."""
+def plan(
+    settings: Settings,
+    roots: list[str],
+    state: dict[str, DocumentRecord],
+    force: frozenset[str] = frozenset(),
+) -> Plan:
+    """Walk ``roots`` and decide each file against its stored row in ``state``; the documents
+    in ``force`` (ids) are parsed again whatever their row says (``enclave quarantine``)."""
     out = Plan()
     for item in walk_supported(settings, roots, out.skipped):
         if isinstance(item, WalkSkip):
@@ -107,6 +113,9 @@ def plan(settings: Settings, roots: list[str], state: dict[str, DocumentRecord])
         out.seen.add(item.path)
         if isinstance(item, WalkIssue):
             out.issues.append(item)
+            continue
+        if item.doc_id in force:
+            out.decisions.append(Decision(item, state.get(item.path), must_hash=True, retry=True))
             continue
         out.decisions.append(decide(item, state.get(item.path), rehash=settings.ingest.rehash))
     return out
@@ -131,9 +140,11 @@ def walk_supported(
     )
 
 
-def expected_embedder_name(settings: Settings) -> str | None:
-    """The identity the configured embedder will have, found without loading it (None when
-    it cannot be told cheaply; the index is then checked when the embedder loads)."""
+def expected_embedder_name(settings: Settings, bound: str | None = None) -> str | None:
+    """The identity the configured embedder will have on an index bound to ``bound`` (None: a
+    new index), found without loading it (None when it cannot be told cheaply; the index is
+    then checked when the embedder loads). Under ``embedder.variant = "auto"`` the variant is
+    the one ``bound`` records (models/variants.py)."""
     model = settings.embedder.model
     from models.embedder import HashEmbedder, hash_dimension, is_hash_model
 
@@ -144,15 +155,17 @@ def expected_embedder_name(settings: Settings) -> str | None:
     path = resolve_embedder(model)  # ConfigError when the model is not installed
     try:
         from models import embedder as embedder_module
+        from models.variants import resolve_variant, variant_name
 
         identity: str = embedder_module._model_identity(str(path))
+        return variant_name(identity, resolve_variant(settings.embedder, bound))
     except Exception:  # the identity helper changed: fall back to the check at load time
         return None
-    return identity
 
 
 def same_embedder(bound: str, expected: str) -> bool:
-    """Names are ``label@fingerprint``; the fingerprint (config and weight sizes) decides."""
+    """Names are ``label@fingerprint[+variant]``; the fingerprint (config and weight sizes)
+    and the variant (``+int8-onnx-v1``, none for fp32) decide, not the label."""
     return bound.rsplit("@", 1)[-1] == expected.rsplit("@", 1)[-1]
 
 
@@ -170,14 +183,14 @@ def unchanged_run(
     if settings.ingest.rehash or groups is not None or policy.rules:
         return None
     t0 = time.perf_counter()
-    from store.sets import active_tables, set_dir
+    from store.sets import active_tables, set_location
 
-    tables_dir = set_dir(settings.lance_dir, active_tables(settings.lance_dir))
-    snapshot = load_snapshot(settings.data_dir, settings.lance_dir, tables_dir)
+    tables = set_location(settings.index, active_tables(settings.index))
+    snapshot = load_snapshot(settings.data_dir, settings.index, tables)
     if snapshot is None:
         return None
-    bound = str(read_index_meta(tables_dir).get("embedder") or "")
-    expected = embedder.name if embedder is not None else expected_embedder_name(settings)
+    bound = str(read_index_meta(tables).get("embedder") or "")
+    expected = embedder.name if embedder is not None else expected_embedder_name(settings, bound)
     if not bound or (expected and not same_embedder(bound, expected)):
         return None  # the full path explains the mismatch
     setup_s = time.perf_counter() - t0
@@ -240,11 +253,11 @@ def leave_snapshot(
     the rows read at the start when nothing was written (``read``), else read again. It is
     written only when the index did not move while its rows were read."""
     if read is None:
-        signature = index_signature(store.path)
+        signature = index_signature(store.location)
         state = store.documents_state()
     else:
         signature, state = read
-    if signature is not None and index_signature(store.path) == signature:
+    if signature is not None and index_signature(store.location) == signature:
         write_snapshot(
             settings.data_dir, signature, state, retryable, live=live_release(store.root)
         )

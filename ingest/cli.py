@@ -28,6 +28,7 @@ _HOOKS: dict[str, ReleaseHooks | None] = {"hooks": None}
 
 
 def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
+    from ingest.quarantine_cli import register as register_quarantine
     from ingest.release_cli import register as register_releases
     from ingest.sync_cli import register as register_sync
 
@@ -36,6 +37,7 @@ def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
     app.command("status")(status_command)
     register_releases(app, hooks)
     register_sync(app, hooks)
+    register_quarantine(app, hooks)
 
 
 def ingest_command(
@@ -103,6 +105,22 @@ def ingest_command(
             "(security.redact_pii)",
         ),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this machine) or ray (parse, chunk and embed on a Ray cluster; "
+            "needs enclave-rag[ray])",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="the Ray cluster for --engine ray (host:port or ray://...); default: a local "
+            "cluster started for the run",
+        ),
+    ] = None,
 ) -> None:
     """Ingest files and folders into the index (incremental: unchanged files are skipped)."""
     from ingest.groups import parse_groups
@@ -133,7 +151,14 @@ def ingest_command(
         checked = parse_groups(groups)
         show = progress_kind(progress, as_json=as_json, tty=sys.stderr.isatty())
         summary = ingest_paths(
-            settings, paths, prune=prune, groups=checked, progress=show, hooks=_HOOKS["hooks"]
+            settings,
+            paths,
+            prune=prune,
+            groups=checked,
+            progress=show,
+            hooks=_HOOKS["hooks"],
+            engine=engine,
+            ray_address=ray_address,
         )
     except EnclaveError as exc:
         raise fail(exc) from exc
@@ -167,6 +192,8 @@ def _print_summary(d: dict[str, Any]) -> None:
     for key in ("files_seen", "ingested", "updated", "unchanged", "deleted"):
         table.add_row(key.replace("_", " "), str(d[key]))
     table.add_row("failed", str(len(d["failed"])))
+    if d.get("quarantined"):
+        table.add_row("quarantined", str(len(d["quarantined"])))
     table.add_row("chunks added", str(d["chunks_added"]))
     table.add_row("chunks deleted", str(d["chunks_deleted"]))
     if d.get("redacted"):
@@ -191,6 +218,16 @@ def _print_summary(d: dict[str, Any]) -> None:
         console.print(f"  [red]FAIL[/] {failure}", highlight=False)
     if rel.get("reason") and rel.get("id"):
         console.print(rel["reason"], highlight=False, soft_wrap=True)
+    if d.get("quarantined"):
+        quarantined = Table(
+            title="Quarantined (enclave quarantine list | release | retry)", show_header=True
+        )
+        quarantined.add_column("path", overflow="fold")
+        quarantined.add_column("score", justify="right")
+        quarantined.add_column("reason", overflow="fold")
+        for q in d["quarantined"]:
+            quarantined.add_row(q["path"], f"{q['score']:.2f}", q["reason"])
+        console.print(quarantined)
     if d["failed"]:
         errors = Table(title="Failed files", show_header=True)
         errors.add_column("path", overflow="fold")
@@ -211,7 +248,7 @@ def status_command(
     candidate releases, the embedder, the index size and the last ingest."""
     try:
         settings = build_settings(config, data_dir)
-        report = index_status(settings.data_dir)
+        report = index_status(settings.data_dir, settings.index)
     except EnclaveError as exc:
         raise fail(exc) from exc
     if as_json:
@@ -220,29 +257,36 @@ def status_command(
     _print_status(report)
 
 
-def index_status(data_dir: Path) -> dict[str, Any]:
-    """The ``enclave status`` report of the index in ``data_dir``."""
+def index_status(data_dir: Path, location: Any = None) -> dict[str, Any]:
+    """The ``enclave status`` report of the index in ``data_dir`` (or at ``location``, a
+    store.location.IndexLocation: ``store.uri``)."""
     from enclave.errors import UsageError
+    from ingest.quarantine import quarantine_row
     from ingest.summary import read_last_ingest
+    from models.variants import variant_of
     from store.db import Store
-    from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK
+    from store.location import describe, locate
+    from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK, STATUS_QUARANTINED
     from store.releases import Releases
 
-    lance_dir = Path(data_dir) / "lancedb"
-    if not lance_dir.is_dir():
+    location = locate(location if location is not None else Path(data_dir) / "lancedb")
+    if not location.is_remote and not location.local_path.is_dir():
         raise UsageError(f"no index in {data_dir}: run `enclave ingest PATH --data-dir {data_dir}`")
-    store = Store(lance_dir)
+    location.check()
+    store = Store(location)
     releases = Releases(store)
     view = releases.live_view()
     docs = view.list_documents()
     counts = {
-        s: sum(1 for d in docs if d.status == s) for s in (STATUS_OK, STATUS_EMPTY, STATUS_FAILED)
+        s: sum(1 for d in docs if d.status == s)
+        for s in (STATUS_OK, STATUS_EMPTY, STATUS_FAILED, STATUS_QUARANTINED)
     }
     failures = [
         {"path": d.path, "status": d.status, "error": d.error}
         for d in docs
-        if d.status != STATUS_OK
+        if d.status not in (STATUS_OK, STATUS_QUARANTINED)
     ]
+    quarantined = [quarantine_row(d, signals=False) for d in docs if d.status == STATUS_QUARANTINED]
     truncated = [
         {"path": d.path, "reason": d.error} for d in docs if d.status == STATUS_OK and d.error
     ]
@@ -254,13 +298,19 @@ def index_status(data_dir: Path) -> dict[str, Any]:
     live = releases.registry.live()
     return {
         "data_dir": str(data_dir),
+        "index": dict(describe(location)),
         "releases": release_status(releases),
         "documents": len(docs),
         "documents_by_status": counts,
         "chunks": view.count_chunks(),
         "failures": failures,
+        "quarantined": quarantined,
         "truncated": truncated,
-        "embedder": {"name": meta.get("embedder"), "dimension": meta.get("dimension")},
+        "embedder": {
+            "name": meta.get("embedder"),
+            "dimension": meta.get("dimension"),
+            "variant": variant_of(str(meta["embedder"])) if meta.get("embedder") else None,
+        },
         "tables": live.tables if live else None,
         "build": meta.get("build"),
         "index_bytes": store.size_bytes(),
@@ -307,7 +357,9 @@ def _print_status(r: dict[str, Any]) -> None:
     table.add_column("value")
     by = r["documents_by_status"]
     table.add_row(
-        "documents", f"{r['documents']} (ok {by['ok']}, empty {by['empty']}, failed {by['failed']})"
+        "documents",
+        f"{r['documents']} (ok {by['ok']}, empty {by['empty']}, failed {by['failed']}, "
+        f"quarantined {by.get('quarantined', 0)})",
     )
     table.add_row("chunks", str(r["chunks"]))
     rel = r.get("releases") or {}
@@ -319,8 +371,10 @@ def _print_status(r: dict[str, Any]) -> None:
         why = f": {cand['reason']}" if cand.get("reason") else ""
         table.add_row("candidate", f"{cand['id']} ({cand['state']}){why}")
     emb = r["embedder"]
+    variant = f", {emb['variant']}" if emb.get("variant") else ""
     table.add_row(
-        "embedder", f"{emb['name']} (dimension {emb['dimension']})" if emb["name"] else "-"
+        "embedder",
+        f"{emb['name']} (dimension {emb['dimension']}{variant})" if emb["name"] else "-",
     )
     table.add_row("index size", _human_bytes(r["index_bytes"]))
     table.add_row("last ingest", r["last_ingest"] or "never")
@@ -336,6 +390,17 @@ def _print_status(r: dict[str, Any]) -> None:
         for f in r["failures"]:
             errors.add_row(f["path"], f["status"], f["error"])
         console.print(errors)
+    if r.get("quarantined"):
+        quarantined = Table(
+            title="Quarantined (enclave quarantine list | release | retry)", show_header=True
+        )
+        quarantined.add_column("path", overflow="fold")
+        quarantined.add_column("score", justify="right")
+        quarantined.add_column("reason", overflow="fold")
+        for q in r["quarantined"]:
+            score = "-" if q["score"] is None else f"{q['score']:.2f}"
+            quarantined.add_row(q["path"], score, q["reason"])
+        console.print(quarantined)
     if r.get("truncated"):
         part = Table(title="Indexed in part", show_header=True)
         part.add_column("path", overflow="fold")

@@ -43,6 +43,7 @@ from ingest.parse import CHARS_PER_CHUNK_TOKEN, document_char_budget
 from ingest.produce import Item, Producer
 from ingest.write import Writer
 from models.embedder import Embedder
+from models.variants import mismatch_message
 
 if TYPE_CHECKING:
     from store.db import Store
@@ -56,12 +57,19 @@ SMALL_DOCUMENT_CHUNKS = 256
 POLL_S = 0.5
 
 
-def build_settings(settings: Settings) -> dict[str, object]:
+def build_settings(settings: Settings, embedder_name: str | None = None) -> dict[str, object]:
     """What a table set is built with, kept in its ``enclave-index.json``: the embedder's
     settings (a server loads the same embedder from them when the set goes live) and the
-    chunking."""
+    chunking. With ``embedder_name`` (the embedder actually loaded), the variant it records
+    (models/variants.py) replaces ``auto``, so the settings load that very variant."""
+    from models.variants import variant_of
+
+    embedder = settings.embedder.model_dump(mode="json", exclude={"cache_dir"})
+    recorded = variant_of(embedder_name) if embedder_name else None
+    if recorded:
+        embedder["variant"] = recorded
     return {
-        "embedder": settings.embedder.model_dump(mode="json"),
+        "embedder": embedder,
         "chunk_tokens": settings.ingest.chunk_tokens,
         "chunk_overlap": settings.ingest.chunk_overlap,
     }
@@ -88,31 +96,42 @@ class LazyEmbedder:
         with self._lock:
             if self._embedder is None:
                 from models.embedder import load_embedder
+                from models.variants import for_index
 
                 t0 = time.perf_counter()
-                self._embedder = load_embedder(self._settings.embedder)
+                settings = for_index(self._settings.embedder, self._store.embedder_name)
+                self._embedder = load_embedder(settings)
                 self.load_seconds = time.perf_counter() - t0
             if not self._bound:
+                self._refuse_other(self._embedder.name)
                 self._store.bind_embedder(
-                    self._embedder.name, self._embedder.dimension, build_settings(self._settings)
+                    self._embedder.name,
+                    self._embedder.dimension,
+                    build_settings(self._settings, self._embedder.name),
                 )
                 self._bound = True
             self.name = self._embedder.name
             return self._embedder
 
     def check_index(self) -> None:
-        """Refuse a different embedder up front, before any work (exit code 2)."""
+        """Refuse a different embedder (or another variant of it) up front, before any work
+        (exit code 2). Under ``embedder.variant = "auto"`` the index's variant is used."""
         if self.loaded:
             self.get()  # binds: raises EmbedderMismatchError
             return
         bound = self._store.embedder_name
-        expected = expected_embedder_name(self._settings)
+        expected = expected_embedder_name(self._settings, bound)
         self.name = bound or ""
         if bound and expected and not same_embedder(bound, expected):
             raise EmbedderMismatchError(
-                f"this index was built with embedder {bound}, not {expected}. Mixing them would "
-                "corrupt search. To re-embed with the new model while the server keeps "
-                "serving the old one, run `enclave reindex` (docs/sync.md)."
+                mismatch_message(bound, expected, where=str(self._store.location))
+            )
+
+    def _refuse_other(self, name: str) -> None:
+        bound = self._store.embedder_name
+        if bound and not same_embedder(bound, name):
+            raise EmbedderMismatchError(
+                mismatch_message(bound, name, where=str(self._store.location))
             )
 
 

@@ -5,7 +5,8 @@ processes, so a parser that hangs, crashes or eats memory costs one file, never 
 
 Fast paths handle the common formats: lxml for HTML and Markdown, pypdfium2 for PDF,
 python-docx / python-pptx / openpyxl / lxml for DOCX, PPTX, XLSX and ODT, and plain readers for
-text, CSV/TSV and e-mail. unstructured (strategy "fast", no OCR, loaded lazily and offline)
+text, CSV/TSV and e-mail; Tesseract reads images and scanned PDF pages (ingest/parsers/ocr.py).
+unstructured (strategy "fast", no OCR, loaded lazily and offline)
 handles EPUB, RTF, reStructuredText, Org and XML. Importing this module loads neither
 unstructured nor torch.
 
@@ -58,6 +59,11 @@ FORMATS: dict[str, str] = {
     ".rst": "rst",
     ".org": "org",
     ".xml": "xml",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".tif": "image",
+    ".tiff": "image",
 }
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(FORMATS)
@@ -178,11 +184,14 @@ FAST_PATHS: dict[str, tuple[str, str]] = {
     "pptx": ("ingest.parsers.pptx", "parse_pptx"),
     "xlsx": ("ingest.parsers.xlsx", "parse_xlsx"),
     "odt": ("ingest.parsers.odt", "parse_odt"),
+    "image": ("ingest.parsers.ocr", "parse_image"),
 }
 # formats whose parser reads at most the document's character budget (ingest/parsers/text.py)
 BUDGETED_FORMATS = frozenset({"text", "markdown", "csv", "tsv"})
 # zip-based formats: the container is checked (encryption, zip bomb) before any parser opens it
 ZIP_FORMATS = frozenset({"docx", "pptx", "xlsx", "odt", "epub"})
+# formats whose parser reads scanned pages with OCR (ingest/parsers/ocr.py)
+OCR_FORMATS = frozenset({"pdf", "image"})
 
 
 def _dispatch(path: str, fmt: str, settings: IngestSettings) -> ParsedDocument:
@@ -194,6 +203,10 @@ def _dispatch(path: str, fmt: str, settings: IngestSettings) -> ParsedDocument:
         parse: Callable[..., ParsedDocument] = getattr(module, target[1])
         if fmt in BUDGETED_FORMATS:
             return parse(path, max_chars=document_char_budget(settings))
+        if fmt in OCR_FORMATS:
+            from ingest.parsers.ocr import OcrOptions
+
+            return parse(path, OcrOptions.from_settings(settings))
         return parse(path)
     from ingest.parsers.office import parse_with_unstructured
 

@@ -86,9 +86,20 @@ class _Run:
         readers: Readers,
         progress: bool | str,
         hooks: ReleaseHooks | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        force: frozenset[str] = frozenset(),
+        admit: frozenset[str] = frozenset(),
+        by: str = "",
     ) -> None:
         self.settings = settings
+        self.engine = engine
+        self.ray_address = ray_address
+        self.embedder = embedder
         self.hooks = hooks
+        self.force = force
+        self.admit = admit
+        self.by = by
         self.roots = roots
         self.prune = prune
         self.store = store
@@ -105,8 +116,14 @@ class _Run:
             "write_s": 0.0,
         }
         self.lazy = LazyEmbedder(settings, store, embedder)
+        if engine == "ray":
+            from ingest.ray_engine import whole_run
+
+            write_settings = whole_run(settings)  # the cluster's results: one write
+        else:
+            write_settings = settings
         self.writer = Writer(
-            settings, store, self.summary, self.stages, readers, lambda: self.lazy.name
+            write_settings, store, self.summary, self.stages, readers, lambda: self.lazy.name
         )
 
     def _progress(self, walked: Plan) -> IngestProgress | LineProgress:
@@ -142,11 +159,11 @@ class _Run:
         was_dirty = releases.begin_writes()
         self.stages["release_s"] = time.perf_counter() - tr
         self.writer.remove_orphans()
-        signature = index_signature(self.store.path)
+        signature = index_signature(self.store.location)
         state = self.store.documents_state()
         self.stages["setup_s"] = time.perf_counter() - t0 - self.stages["release_s"]
         tw = time.perf_counter()
-        walked = plan(self.settings, self.roots, state)
+        walked = plan(self.settings, self.roots, state, self.force)
         self.stages["walk_s"] = time.perf_counter() - tw
         self.summary.files_seen = walked.files_seen
         self.summary.skipped_unsupported = walked.skipped.get("unsupported", 0)
@@ -155,9 +172,34 @@ class _Run:
         with self._progress(walked) as bar:
             self.writer.tick = bar.advance
             self.writer.record_issues(walked.issues, state)
-            embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
-            with Producer(self.settings, walked.decisions, self.readers, self.stages) as producer:
-                embedding.drain(producer)
+            if self.engine == "ray":
+                from ingest.ray_engine import run_on_ray
+
+                self.summary.engine = run_on_ray(
+                    self.settings,
+                    walked.decisions,
+                    self.readers,
+                    self.stages,
+                    self.lazy,
+                    self.writer,
+                    self.embedder,
+                    self.ray_address,
+                    self.store.embedder_name,
+                    admit=self.admit,
+                    admitted_by=self.by,
+                )
+                self.writer.flush()
+            else:
+                embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
+                with Producer(
+                    self.settings,
+                    walked.decisions,
+                    self.readers,
+                    self.stages,
+                    admit=self.admit,
+                    admitted_by=self.by,
+                ) as producer:
+                    embedding.drain(producer)
             if self.prune:
                 self.writer.prune(state, walked.seen, self.roots)
         if self.readers.may_regroup:
@@ -225,6 +267,11 @@ def ingest_paths(
     table_set: str | None = None,
     inherit_groups: dict[str, list[str]] | None = None,
     loaded: Callable[[Embedder], None] | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    force: frozenset[str] = frozenset(),
+    admit: frozenset[str] = frozenset(),
+    by: str = "enclave ingest",
 ) -> IngestSummary:
     """Ingest files and folders into the index at ``settings.data_dir``, as a candidate
     release (promoted at once under ``release.auto_promote`` when it passes).
@@ -242,27 +289,38 @@ def ingest_paths(
     ``table_set`` (``enclave reindex``: a new set built beside the live one), whose new
     documents get the groups ``inherit_groups`` names for their paths. ``loaded`` receives
     the embedder when the run loaded one (a long-lived caller keeps it for its next runs).
+
+    ``engine``: ``"local"`` (the default: this process and its parser workers) or ``"ray"``
+    (parse, chunk and embed on a Ray cluster at ``ray_address``, default a local one started
+    for the run: ingest/ray_engine.py); the same rules, summary and releases either way.
+    ``force`` (document ids) are parsed again even when unchanged, ``admit`` (document ids)
+    are indexed whatever their parse-quality score, recorded in their rows as admitted by
+    ``by`` (``enclave quarantine retry|release``: ingest/quarantine.py).
     """
     enforce_offline()
+    if engine not in ("local", "ray"):
+        from enclave.errors import UsageError
+
+        raise UsageError(f"unknown ingest engine {engine!r}: local or ray")
     roots = check_roots(paths)
     checked = parse_groups(groups)
     from enclave.security.policy import AclPolicy
 
     policy = AclPolicy.load(settings.security.policy_file)  # ConfigError: exit code 2
-    with WriterLock(settings.lance_dir, "enclave ingest"):
+    with WriterLock(settings.index, by):
+        if store is None and table_set is None and not force:
+            quick = unchanged_run(
+                settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
+            )
+            if quick is not None:
+                write_last_ingest(settings, roots, quick)
+                return quick
         if store is None:
-            if table_set is None:
-                quick = unchanged_run(
-                    settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
-                )
-                if quick is not None:
-                    write_last_ingest(settings, roots, quick)
-                    return quick
             from store.db import Store
             from store.sets import active_tables
 
-            tables = table_set if table_set is not None else active_tables(settings.lance_dir)
-            store = Store(settings.lance_dir, tables=tables)
+            tables = table_set if table_set is not None else active_tables(settings.index)
+            store = Store(settings.index, tables=tables)
         run = _Run(
             settings,
             roots,
@@ -272,6 +330,11 @@ def ingest_paths(
             readers=Readers(policy, checked, tuple(roots), inherit_groups),
             progress=progress,
             hooks=hooks,
+            engine=engine,
+            ray_address=ray_address,
+            force=force,
+            admit=admit,
+            by=by,
         )
         try:
             return run.run()

@@ -8,9 +8,11 @@ For each decision, in walk order, the producer thread:
 * passes a file with the stored sha256 on as ``touch`` (only its row's size, mtime and groups
   move) unless a retry is due;
 * feeds everything else, lazily, to the parser worker processes (``ParserPool``) and takes
-  their results in order: a parse error is ``failed``; a parsed document has its PII redacted
-  (``security.redact_pii``, before anything else sees its text) and is cleaned, and is
-  ``empty`` when nothing readable is left, else ``parsed``.
+  their results in order: a parse error is ``failed``; a parsed document is scored for parse
+  quality (ingest/quality.py) and is ``quarantined`` when it scores below
+  ``quality.min_score`` (unless a quarantine release admitted this very file); otherwise it
+  has its PII redacted (``security.redact_pii``, before anything else sees its text) and is
+  cleaned, and is ``empty`` when nothing readable is left, else ``parsed``.
 
 Items go to the calling thread through a bounded queue (:data:`QUEUE_DOCS` documents), which
 keeps memory flat whatever the corpus size and keeps the parsers busy while the model embeds;
@@ -40,8 +42,9 @@ from typing import Any
 from enclave.settings import Settings
 from ingest.changes import Decision
 from ingest.chunk import Chunk, ChunkStream
-from ingest.clean import CleanDocument, UnreadableDocument, clean_document
+from ingest.clean import CleanDocument, UnreadableDocument, clean_document, clean_inline
 from ingest.groups import Readers
+from ingest.summary import now_iso
 from ingest.types import ParsedDocument, ParseError, Source
 from store.records import DocumentRecord
 
@@ -64,7 +67,8 @@ def sha256_file(path: str) -> str:
 class Item:
     """One file's outcome on its way from the producer to the writer."""
 
-    #: from the producer: "unchanged" | "touch" | "failed" | "empty" | "parsed"; a "parsed"
+    #: from the producer: "unchanged" | "touch" | "failed" | "empty" | "quarantined" |
+    #: "parsed"; a "parsed"
     #: item becomes "chunks" (or "empty", "failed") when the calling thread chunks it
     kind: str
     source: Source
@@ -90,6 +94,8 @@ class Item:
     written: int = 0
     #: why not all of the document's text was indexed ("truncated: ..."), else ""
     truncated: str = ""
+    #: the parse-quality verdict stored with the row (ingest/quality.py), {} when not scored
+    quality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def chunk_count(self) -> int:
@@ -136,11 +142,17 @@ class Producer:
         decisions: list[Decision],
         readers: Readers,
         stages: dict[str, float],
+        admit: frozenset[str] = frozenset(),
+        admitted_by: str = "",
     ) -> None:
         self.settings = settings
         self.decisions = decisions
         self.readers = readers
         self.stages = stages
+        #: documents a quarantine release lets in whatever their score (``enclave quarantine
+        #: release``), and who did
+        self.admit = admit
+        self.admitted_by = admitted_by
         self.queue: queue.Queue[Item | BaseException | None] = queue.Queue(maxsize=QUEUE_DOCS)
         self.stop = threading.Event()
         self.in_flight = InFlight(IN_FLIGHT_BYTES)
@@ -275,6 +287,13 @@ class Producer:
     ) -> Item:
         if isinstance(result, ParseError):
             return Item("failed", src, old, error=str(result) or "could not parse")
+        quality = self._quality(src, old, result)
+        quarantine = str(quality.pop("quarantine", "")) if quality else ""
+        if quarantine and result.needs_ocr:
+            # scanned pages left unread: quarantined as needing OCR, whatever text is left
+            title = result.title or (old.title if old else "") or os.path.basename(src.path)
+            result.elements = []
+            return self._quarantined(src, old, result.parser, title, quarantine, quality)
         redacted: dict[str, int] = {}
         if self.settings.security.redact_pii:
             from enclave.security.redact import redact_document
@@ -285,13 +304,19 @@ class Producer:
         try:
             cleaned = clean_document(result)
         except UnreadableDocument as exc:
-            return Item("empty", src, old, error=str(exc), parser=result.parser)
+            return Item(
+                "empty", src, old, error=str(exc), parser=result.parser, quality=quality or {}
+            )
         finally:
             self.stages["clean_s"] += time.perf_counter() - t
             result.elements = []  # the parser's copy of the text goes (the pool still holds
             # the document object until its next result)
         cleaned.drop_element_texts()
         title = cleaned.title or result.title or os.path.basename(src.path)
+        if quarantine:
+            # readable text (the cleaner's refusals of garbage come first, as `empty`), but
+            # of too poor a quality to be served
+            return self._quarantined(src, old, result.parser, title, quarantine, quality)
         return Item(
             "parsed",
             src,
@@ -301,4 +326,52 @@ class Producer:
             cleaned=cleaned,
             redacted=redacted,
             cut_by_parser=result.truncated,
+            quality=quality or {},
         )
+
+    @staticmethod
+    def _quarantined(
+        src: Source,
+        old: DocumentRecord | None,
+        parser: str,
+        title: str,
+        reason: str,
+        quality: dict[str, Any] | None,
+    ) -> Item:
+        return Item(
+            "quarantined",
+            src,
+            old,
+            error=reason,
+            parser=parser,
+            title=clean_inline(title),
+            quality=quality or {},
+        )
+
+    def _quality(
+        self, src: Source, old: DocumentRecord | None, doc: ParsedDocument
+    ) -> dict[str, Any] | None:
+        """The verdict stored with the row; its ``quarantine`` key holds the reason when the
+        document is to be quarantined. A document admitted by a quarantine release (now,
+        or earlier for this very file: the same sha256) keeps its admission instead."""
+        if not self.settings.quality.enabled:
+            return None
+        from ingest.quality import assess
+
+        t = time.perf_counter()
+        try:
+            q = assess(doc, src.size, self.settings.quality)
+        finally:
+            self.stages["quality_s"] = self.stages.get("quality_s", 0.0) + (time.perf_counter() - t)
+        if q is None:
+            return None
+        out = q.to_dict()
+        if src.doc_id in self.admit:
+            out["admitted"] = {"sha256": src.sha256, "at": now_iso(), "by": self.admitted_by}
+        elif old is not None and src.sha256 and old.admitted_sha256() == src.sha256:
+            out["admitted"] = dict(old.quality["admitted"])
+        elif q.quarantined:
+            out["quarantine"] = q.reason
+        if q.quarantined:
+            out["reason"] = q.reason
+        return out

@@ -51,7 +51,7 @@ def held_anywhere(store: Any, registry: Any, doc_ids: list[str]) -> bool:
         if rec.state in (EXPIRED, SUPERSEDED):
             continue
         held = releases.store_for(rec.tables)
-        view = IndexView(held.connection, held.path, rec.versions, rec.id)
+        view = IndexView(held.connection, held.location, rec.versions, rec.id)
         if view.documents_by_id(doc_ids):
             return True
     return False
@@ -88,10 +88,10 @@ def purge(
     from store.sets import active_tables
 
     ids = resolve_targets(target)
-    with WriterLock(settings.lance_dir, by):
-        live_set = active_tables(settings.lance_dir)
-        store = Store(settings.lance_dir, tables=live_set)
-        registry = Registry.at(settings.lance_dir)
+    with WriterLock(settings.index, by):
+        live_set = active_tables(settings.index)
+        store = Store(settings.index, tables=live_set)
+        registry = Registry.at(settings.index)
         if not held_anywhere(store, registry, ids):
             raise NotFoundError(f"no release holds a document {target[:200]!r}")
         result = purge_documents(store, registry, ids)  # the live set first

@@ -5,7 +5,7 @@ builds the whole corpus again into a **new table set** (store/sets.py) while ser
 serving the live release from its own tables:
 
 1. under the writer lock (an ingest or ``enclave sync`` waits meanwhile), a new set
-   ``<lance_dir>/sets/t-00000N/`` is bound to the configured embedder and chunking;
+   ``<index>/sets/t-00000N/`` is bound to the configured embedder and chunking;
 2. an ordinary ingest run (ingest/pipeline.py) over the roots writes it, with the progress
    and ETA lines of any ingest; every document keeps the groups the live release gave it
    (``--groups`` of earlier runs), an ACL policy with rules recomputes them as always;
@@ -16,6 +16,9 @@ serving the live release from its own tables:
    switches back the same way while the old set is retained (``release.keep``).
 
 The roots are the PATHs given, else ``sync.roots``, else those of the last ingest run.
+
+A re-index needs a local index: on an ``s3://`` index (``store.uri``) it refuses with a usage
+error (store/sets.py), and the way to re-embed there is a new ``store.uri`` prefix.
 """
 
 from __future__ import annotations
@@ -61,10 +64,11 @@ def reindex(
     from store.lock import WriterLock
     from store.registry import Registry
     from store.releases import open_release
-    from store.sets import new_set_id, set_dir
+    from store.sets import new_set_id, require_local_sets, set_location
 
+    lance = settings.index
+    require_local_sets(lance, "`enclave reindex`")
     roots = reindex_roots(settings, paths)
-    lance = settings.lance_dir
     with WriterLock(lance, "enclave reindex"):
         registry = Registry.at(lance)
         live = registry.live()
@@ -75,6 +79,7 @@ def reindex(
         view = open_release(lance, live.release, registry=registry)
         groups = {d.path: list(d.groups) for d in view.list_documents() if d.groups}
         before = dict(view.meta)
+        settings = _keep_variant(settings, before.get("embedder"))
         tables = new_set_id(lance, [r.tables for r in registry.records()])
         summary = ingest_paths(
             settings,
@@ -86,7 +91,7 @@ def reindex(
         )
     from store.records import read_index_meta
 
-    after = read_index_meta(set_dir(lance, tables))
+    after = read_index_meta(set_location(lance, tables))
     out = summary.to_dict()
     out["reindex"] = {
         "tables": tables,
@@ -103,3 +108,14 @@ def reindex(
         },
     }
     return out
+
+
+def _keep_variant(settings: Settings, live: object) -> Settings:
+    """Under ``embedder.variant = "auto"``, a re-index of the same model keeps the live set's
+    variant (a new chunk size does not switch fp32 to int8); another model gets the default
+    variant of a new index. An explicit variant is used as it is."""
+    from models.variants import for_index, same_model
+
+    if not isinstance(live, str) or not same_model(live, settings.embedder):
+        return settings
+    return settings.model_copy(update={"embedder": for_index(settings.embedder, live)})

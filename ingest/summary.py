@@ -51,6 +51,11 @@ class IngestSummary:
     #: documents indexed only in part (``ingest.max_chunks_per_document``), with the reason
     #: (``{"path", "reason"}``; the document row keeps it as its ``error``, status ``ok``)
     truncated: list[dict[str, str]] = field(default_factory=list)
+    #: documents kept out of the index for their parse quality (ingest/quality.py), with the
+    #: reason and the score (``{"path", "reason", "score"}``; row status ``quarantined``)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    #: documents indexed despite a low score because a quarantine release admitted them
+    admitted: list[dict[str, Any]] = field(default_factory=list)
     redacted: dict[str, int] = field(default_factory=dict)
     flagged_chunks: int = 0
     embedder: str = ""
@@ -62,6 +67,9 @@ class IngestSummary:
     #: ``id`` (None when nothing changed), ``state``, ``promoted``, ``blocked``, ``reason``,
     #: ``live`` (the release live after the run)
     release: dict[str, Any] = field(default_factory=dict)
+    #: the engine that parsed and embedded, when not the local one: ``{"name": "ray",
+    #: "documents_sent", "address", "cpus"}`` (ingest/ray_engine.py)
+    engine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -88,6 +96,8 @@ class IngestSummary:
             "skipped_unsupported": self.skipped_unsupported,
             "skipped": [dict(s) for s in self.skipped],
             "truncated": [dict(t) for t in self.truncated],
+            "quarantined": [dict(q) for q in self.quarantined],
+            "admitted": [dict(a) for a in self.admitted],
             "redacted": dict(self.redacted),
             "flagged_chunks": self.flagged_chunks,
             "embedder": self.embedder,
@@ -95,6 +105,7 @@ class IngestSummary:
             "stages": {k: round(v, 3) for k, v in self.stages.items()},
             "from_snapshot": self.from_snapshot,
             "release": dict(self.release),
+            **({"engine": dict(self.engine)} if self.engine else {}),
         }
 
 

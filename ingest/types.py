@@ -42,6 +42,15 @@ class ParsedDocument:
     title: str = ""
     #: the text was cut at the document's character budget (ingest.parse.bound_document)
     truncated: bool = False
+    #: pages (PDF pages, image frames) where the format has them, else None
+    pages: int | None = None
+    #: pages that yielded no text, with OCR where it ran (quality signals: ingest/quality.py)
+    blank_pages: int = 0
+    #: pages read by OCR (ingest/parsers/ocr.py)
+    ocr_pages: int = 0
+    #: pages without a text layer left unread because OCR was unavailable, off, or past
+    #: ``ingest.ocr_max_pages``
+    needs_ocr: int = 0
 
 
 class ParseError(Exception):

@@ -18,6 +18,9 @@ What each item becomes:
   a chunk row per chunk, with the document's groups and, under ``security.flag_injection``,
   the prompt-injection flags of each chunk;
 * ``failed`` and ``empty``: a row that says why, and no chunks (old chunks go);
+* ``quarantined``: a row with status ``quarantined``, the reason as its ``error`` and the
+  score and signals in ``quality``, and no chunks (old chunks go): nothing that reads chunks
+  can serve it;
 * ``touch``: the stored row with its new size, mtime and groups, nothing re-embedded.
 
 The summary counts a file only once it is safely written; unchanged files are counted as
@@ -46,6 +49,7 @@ from store.records import (
     STATUS_EMPTY,
     STATUS_FAILED,
     STATUS_OK,
+    STATUS_QUARANTINED,
     ChunkRecord,
     DocumentRecord,
     fs_path_for,
@@ -183,6 +187,7 @@ class Writer:
             ingested_at=now_iso(),
             embedder=self._embedder_name(),
             groups=list(src.groups),
+            quality=dict(item.quality),
         )
 
     def _chunk_rows(self, item: Item, chunks: list[Chunk], vectors: list[Any]) -> list[ChunkRecord]:
@@ -249,7 +254,9 @@ class Writer:
                     docs.append(self._record(item, STATUS_OK, item.chunk_count))
                     chunks.extend(rows)
             else:
-                status = STATUS_EMPTY if item.kind == "empty" else STATUS_FAILED
+                status = {"empty": STATUS_EMPTY, "quarantined": STATUS_QUARANTINED}.get(
+                    item.kind, STATUS_FAILED
+                )
                 docs.append(self._record(item, status, 0))
         if docs:
             self.summary.chunks_deleted += self.store.replace_documents(docs, chunks)
@@ -277,12 +284,22 @@ class Writer:
             s.chunks_added += item.chunk_count
             if item.truncated:
                 s.truncated.append({"path": item.source.path, "reason": item.truncated})
+            if item.quality.get("admitted") and item.quality.get("reason"):
+                s.admitted.append({"path": item.source.path, "reason": item.quality["reason"]})
             for kind, n in item.redacted.items():
                 s.redacted[kind] = s.redacted.get(kind, 0) + n
             if item.old is None:
                 s.ingested += 1
             else:
                 s.updated += 1
+        elif item.kind == "quarantined":
+            s.quarantined.append(
+                {
+                    "path": item.source.path,
+                    "reason": safe_text(item.error),
+                    "score": item.quality.get("score"),
+                }
+            )
         else:
             if item.kind == "empty":
                 s.empty += 1

@@ -87,13 +87,21 @@ class Embedders:
     def _load(self, name: str, build: dict[str, object]) -> None:
         from enclave.settings import EmbedderSettings
         from models.embedder import load_embedder
+        from models.variants import for_index
 
         own = self.settings.embedder
         try:
             spec = EmbedderSettings.model_validate(
-                {**build, "device": own.device, "threads": own.threads}
+                {
+                    **build,
+                    "device": own.device,
+                    "threads": own.threads,
+                    "cache_dir": own.cache_dir,
+                }
             )
-            embedder = load_embedder(spec)
+            # the variant the set's embedder name records wins over the recorded setting (an
+            # older set recorded ``auto``): the vectors and the questions must share a variant
+            embedder = load_embedder(for_index(spec, name))
             if embedder.name != name:
                 raise EmbedderMismatchError(
                     f"{spec.model} loads as {embedder.name}, but the tables were built with {name}"
@@ -147,6 +155,10 @@ class AppState:
         self._embedder = embedder
         self.embedders = Embedders(settings)
         self._index: LiveIndex | None = None if store is None else LiveIndex(store.root)
+        # where the index lives is checked before anything binds: a bad store.uri, missing
+        # credentials or an unreachable bucket stop start-up with a clear message
+        self._location = settings.index if store is None else store.root
+        self._location.check()
         self._owned: list[Generator] = []
         self.services: Services | None = None
         self.error: str | None = None
@@ -184,11 +196,16 @@ class AppState:
         started = time.monotonic()
         try:
             if self._index is None:
-                self._index = LiveIndex(self.settings.lance_dir)
+                self._index = LiveIndex(self._location)
             if self._embedder is None:
                 from models.embedder import load_embedder
+                from models.variants import for_index
 
-                self._embedder = load_embedder(self.settings.embedder)
+                # under variant "auto" the index's recorded variant: queries are embedded
+                # the way its chunks were
+                self._index.reader()  # the live release's table set decides
+                bound = self._index.embedder_name
+                self._embedder = load_embedder(for_index(self.settings.embedder, bound))
             if self._generator is None:
                 from models.generator import load_generator
 
@@ -217,16 +234,27 @@ class AppState:
 
         self.embedders.add(embedder)
         view = index.reader()
+        bound = index.embedder_name
+        from models.variants import mismatch_message, other_variant
+
+        # an explicit other variant of the index's model is a request to refuse, not to serve
+        # the index with the model its set recorded
+        if (
+            bound is not None
+            and bound != embedder.name
+            and other_variant(bound, self.settings.embedder)
+        ):
+            raise EmbedderMismatchError(
+                mismatch_message(bound, embedder.name, where=str(index.location))
+            )
         if isinstance(view, IndexView):
             self.embedders.ready_for(view, wait=True)  # a re-indexed release's own embedder
         index.accept = self.embedders.ready_for  # later releases: their embedder first
-        bound = index.embedder_name
         if bound is not None and self.embedders.get(bound) is None:
-            raise EmbedderMismatchError(
-                f"the index at {index.path} was built with embedder {bound} "
-                f"(dimension {index.dimension}), but the server loaded {embedder.name} "
-                f"(dimension {embedder.dimension}); serve it with the same embedder"
-            )
+            message = mismatch_message(bound, embedder.name, where=str(index.location))
+            if index.dimension != embedder.dimension:
+                message += f" (dimensions: index {index.dimension}, embedder {embedder.dimension})"
+            raise EmbedderMismatchError(message)
         from server.prometheus import ReleaseCollector
 
         self.metrics.registry.register(ReleaseCollector(index))

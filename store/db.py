@@ -25,7 +25,6 @@ tags' own timestamps.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from typing import Any
 import pyarrow as pa
 
 from enclave.errors import EmbedderMismatchError, UsageError
+from store.location import IndexLocation, locate
 from store.reader import TableReader
 from store.records import (
     META_FILE,
@@ -46,6 +46,7 @@ from store.records import (
     valid_group,
 )
 from store.schema import (
+    ADDED_DOCUMENT_COLUMNS,
     chunks_schema,
     documents_schema,
     sql_str,
@@ -70,40 +71,33 @@ class Store(TableReader):
 
     def __init__(
         self,
-        lance_dir: Path | str,
+        lance_dir: IndexLocation | Path | str,
         *,
         read_consistency_s: float = 0.0,
         tables: str | None = None,
     ) -> None:
-        import lancedb
+        from store.sets import set_location
 
-        from store.sets import set_dir
-
-        #: the index's folder (registry, lock, pointer); ``path`` holds this set's tables
-        self.root = Path(lance_dir)
+        #: the index's location (registry, lock, pointer); ``location`` holds this set's tables
+        self.root = locate(lance_dir)
         #: the table set (store/sets.py): None for the root set
         self.tables = tables
-        self.path = set_dir(self.root, tables)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._db = lancedb.connect(
-            str(self.path), read_consistency_interval=timedelta(seconds=read_consistency_s)
-        )
+        #: where this set's tables live (a local folder or an s3:// prefix)
+        self.location = set_location(self.root, tables)
+        self.location.check()
+        #: the local folder of the tables, or this host's side folder of a remote index
+        self.path = self.location.local_root
+        self._db = self.location.connect(timedelta(seconds=read_consistency_s))
         self._lock = threading.RLock()
         self._docs: Any = None
         self._chunks_t: Any = None
 
     # ------------------------------------------------------------------ meta
-    @property
-    def meta_path(self) -> Path:
-        return self.path / META_FILE
-
     def meta(self) -> dict[str, Any]:
-        return read_index_meta(self.path)
+        return read_index_meta(self.location)
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        tmp = self.meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=2), "utf-8")
-        os.replace(tmp, self.meta_path)
+        self.location.files().write(META_FILE, json.dumps(meta, indent=2).encode("utf-8"))
 
     def bind_embedder(self, name: str, dimension: int, build: dict[str, Any] | None = None) -> None:
         """Record the embedder on a new index (with ``build``: the settings it is built
@@ -173,6 +167,17 @@ class Store(TableReader):
                     )
             return self._docs
 
+    def _writable_documents(self) -> Any:
+        """The documents table with every column of :func:`documents_schema`: a table written
+        before a column existed (or restored to such a version) gets it first, one commit
+        (older versions keep their schema: readers take a missing column as empty)."""
+        docs = self.documents_table()
+        names = set(docs.schema.names)
+        missing = {k: v for k, v in ADDED_DOCUMENT_COLUMNS.items() if k not in names}
+        if missing:
+            docs.add_columns(missing)
+        return docs
+
     def chunks_table(self, *, create: bool = False) -> Any | None:
         with self._lock:
             if self._chunks_t is None:
@@ -206,7 +211,7 @@ class Store(TableReader):
                 dim = self.dimension
                 rows = [c.to_row() for c in chunks]
                 table.add(pa.Table.from_pylist(rows, schema=chunks_schema(dim or 0)))
-            docs = self.documents_table()
+            docs = self._writable_documents()
             data = pa.Table.from_pylist([d.to_row() for d in documents], schema=documents_schema())
             (
                 docs.merge_insert("doc_id")
@@ -262,7 +267,7 @@ class Store(TableReader):
         with self._lock:
             data = pa.Table.from_pylist([d.to_row() for d in documents], schema=documents_schema())
             (
-                self.documents_table()
+                self._writable_documents()
                 .merge_insert("doc_id")
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
@@ -342,7 +347,7 @@ class Store(TableReader):
 
     # --------------------------------------------------------------- versions
     def size_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return self.location.size_bytes()
 
     def version(self) -> dict[str, int]:
         out = {"documents": int(self.documents_table().version)}

@@ -28,6 +28,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from store.location import IndexLocation, locate
 from store.reader import TableReader
 from store.records import read_index_meta
 from store.registry import LivePointer, Registry
@@ -43,20 +44,25 @@ class LiveIndex:
 
     def __init__(
         self,
-        lance_dir: Path | str,
+        lance_dir: IndexLocation | Path | str,
         *,
         check_s: float = CHECK_S,
         accept: Callable[[IndexView], bool] | None = None,
     ) -> None:
-        self.path = Path(lance_dir)
-        self.path.mkdir(parents=True, exist_ok=True)
+        #: where the index lives (a local folder or an s3:// prefix)
+        self.location = locate(lance_dir)
+        self.location.check()
+        #: the local folder of the index, or this host's side folder of a remote one
+        self.path = self.location.local_root
         self.check_s = check_s
-        self.registry = Registry.at(self.path)
+        self.registry = Registry.at(self.location)
         #: called with a new release's view before it is served; False: not yet (the
         #: pointer is looked at again at the next check)
         self.accept = accept
         self._dbs: dict[str | None, Any] = {}
         self._db: Any = self._connection(None)
+        #: each table set's embedder binding, read once it exists (it never changes after)
+        self._metas: dict[str | None, dict[str, Any]] = {}
         self._view: TableReader = EMPTY
         self._pointer: LivePointer | None = None
         self._stamp: tuple[int, int, int] | None = None
@@ -88,12 +94,9 @@ class LiveIndex:
     def _connection(self, tables: str | None) -> Any:
         """One LanceDB connection per table set, kept."""
         if tables not in self._dbs:
-            import lancedb
+            from store.sets import set_location
 
-            from store.sets import set_dir
-
-            folder = str(set_dir(self.path, tables))
-            self._dbs[tables] = lancedb.connect(folder, read_consistency_interval=timedelta(0))
+            self._dbs[tables] = set_location(self.location, tables).connect(timedelta(0))
         return self._dbs[tables]
 
     def meta(self) -> dict[str, Any]:
@@ -101,7 +104,16 @@ class LiveIndex:
         view = self._view
         if isinstance(view, IndexView):
             return view.meta
-        return read_index_meta(self.path)
+        return self._set_meta(None)
+
+    def _set_meta(self, tables: str | None) -> dict[str, Any]:
+        """The embedder binding of table set ``tables`` (read once it exists: it never
+        changes after)."""
+        if not self._metas.get(tables):
+            from store.sets import set_location
+
+            self._metas[tables] = read_index_meta(set_location(self.location, tables))
+        return self._metas[tables]
 
     @property
     def embedder_name(self) -> str | None:
@@ -120,25 +132,32 @@ class LiveIndex:
             return  # another thread is looking: serve the current view meanwhile
         try:
             self._checked = time.monotonic()
-            stamp = self.registry.live_stamp()
-            if stamp is None:
-                self._adopt()
+            try:
                 stamp = self.registry.live_stamp()
                 if stamp is None:
+                    self._adopt()
+                    stamp = self.registry.live_stamp()
+                    if stamp is None:
+                        return
+                if stamp == self._stamp:
                     return
-            if stamp == self._stamp:
+                pointer = self.registry.live()
+            except Exception as exc:  # the object store did not answer: keep the current view
+                if force and self._pointer is None:
+                    raise
+                log.warning("cannot read the live pointer of %s: %s", self.location, exc)
                 return
-            pointer = self.registry.live()
             if pointer is None:
                 return
             try:
-                from store.sets import set_dir
+                from store.sets import set_location
 
                 view = IndexView(
                     self._connection(pointer.tables),
-                    set_dir(self.path, pointer.tables),
+                    set_location(self.location, pointer.tables),
                     pointer.versions,
                     pointer.release,
+                    meta=self._set_meta(pointer.tables),
                 )
             except Exception as exc:  # versions not readable (yet): keep serving the old one
                 log.warning("cannot open release %s: %s", pointer.release, exc)
@@ -152,14 +171,14 @@ class LiveIndex:
 
     def _adopt(self) -> None:
         """Adopt an index written before releases, unless a writer is busy (it will)."""
-        if self.registry.ids() or not (self.path / "documents.lance").is_dir():
+        if self.registry.ids() or "documents" not in self._db.list_tables().tables:
             return
         from store.db import Store
         from store.lock import WriterBusyError, WriterLock
         from store.releases import Releases
 
         try:
-            with WriterLock(self.path, "enclave serve (adopting the index)"):
-                Releases(Store(self.path)).adopt()
+            with WriterLock(self.location, "enclave serve (adopting the index)"):
+                Releases(Store(self.location)).adopt()
         except WriterBusyError:
             return

@@ -17,14 +17,20 @@ import numpy.typing as npt
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_EMPTY = "empty"
+#: parsed, but its parse quality is below ``quality.min_score`` (ingest/quality.py): a row
+#: with the reason and the signals, and no chunks, until released (``enclave quarantine``)
+STATUS_QUARANTINED = "quarantined"
 
 #: the index's binding to its embedder, beside the tables in the LanceDB folder
 META_FILE = "enclave-index.json"
 
 
-def read_index_meta(lance_dir: str | Path) -> dict[str, Any]:
+def read_index_meta(lance_dir: Any) -> dict[str, Any]:
     """The index's ``enclave-index.json`` (embedder name, dimension), ``{}`` when absent; read
-    without opening LanceDB."""
+    without opening LanceDB. ``lance_dir``: a folder, or a store.location.IndexLocation."""
+    if hasattr(lance_dir, "files"):
+        raw = lance_dir.files().read(META_FILE)
+        return {} if raw is None else dict(json.loads(raw))
     try:
         data: dict[str, Any] = json.loads((Path(lance_dir) / META_FILE).read_text("utf-8"))
     except FileNotFoundError:
@@ -149,6 +155,20 @@ class DocumentRecord:
     ingested_at: str = ""
     embedder: str = ""
     groups: list[str] = field(default_factory=list)
+    #: the parse-quality verdict (ingest/quality.py): ``score``, ``signals``, ``failed``, and
+    #: ``admitted`` (``sha256``, ``at``, ``by``) when a release let the document in despite it;
+    #: stored as JSON in the ``quality`` column (absent from indexes written before it: {})
+    quality: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quality_score(self) -> float | None:
+        score = self.quality.get("score")
+        return float(score) if isinstance(score, int | float) else None
+
+    def admitted_sha256(self) -> str:
+        """The file sha256 a quarantine release admitted, or ""."""
+        admitted = self.quality.get("admitted")
+        return str(admitted.get("sha256") or "") if isinstance(admitted, dict) else ""
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -165,6 +185,7 @@ class DocumentRecord:
             "ingested_at": self.ingested_at,
             "embedder": self.embedder,
             "groups": list(self.groups),
+            "quality": json.dumps(self.quality, sort_keys=True) if self.quality else None,
         }
 
     @classmethod
@@ -183,7 +204,18 @@ class DocumentRecord:
             ingested_at=row.get("ingested_at") or "",
             embedder=row.get("embedder") or "",
             groups=list(row.get("groups") or []),
+            quality=_quality_of(row.get("quality")),
         )
+
+
+def _quality_of(raw: Any) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass

@@ -99,14 +99,14 @@ class Releases:
                 "cleaned up (release.keep)"
             )
         store = self.store_for(record.tables)
-        return IndexView(store.connection, store.path, record.versions, record.id)
+        return IndexView(store.connection, store.location, record.versions, record.id)
 
     def live_view(self) -> TableReader:
         live = self.registry.live()
         if live is None:
             return EMPTY
         store = self.store_for(live.tables)
-        return IndexView(store.connection, store.path, live.versions, live.release)
+        return IndexView(store.connection, store.location, live.versions, live.release)
 
     def counts(self, reader: TableReader) -> dict[str, int]:
         """Documents by status and chunks, counted on ``reader``'s tables."""
@@ -353,18 +353,18 @@ def open_release(
 ) -> IndexView:
     """The pinned view of release ``rid`` for a reader (lineage, diff), without the writer's
     head: NotFoundError for an unknown id, ReleaseGoneError when it is no longer retained."""
-    from store.sets import set_dir
+    from store.location import locate
+    from store.sets import set_location
 
-    registry = registry or Registry.at(lance_dir)
+    location = locate(lance_dir)
+    registry = registry or Registry.at(location)
     rec = registry.get(rid)
     if rec.state in (EXPIRED, SUPERSEDED):
         raise ReleaseGoneError(
             f"release {rid} is no longer retained ({rec.state}): its data was cleaned up "
             "(release.keep)"
         )
-    folder = set_dir(lance_dir, rec.tables)
+    tables = set_location(location, rec.tables)
     if connection is None or rec.tables is not None:
-        import lancedb
-
-        connection = lancedb.connect(str(folder))
-    return IndexView(connection, folder, rec.versions, rec.id)
+        connection = tables.connect()
+    return IndexView(connection, tables, rec.versions, rec.id)
