@@ -1,7 +1,8 @@
-"""Chat completions: admission, retrieval and packing in a thread, one generation at a time
-through the generation queue, the model in a worker thread feeding the event loop,
-cancellation on disconnect or timeout, citations verified at the end. No web-framework types
-here.
+"""Chat completions: admission, retrieval and the answer's decision in a thread; an answer that
+is ready at once (an extract, an abstention) is sent without the model or the generation
+queue; otherwise one generation at a time through the generation queue, the model in a worker
+thread feeding the event loop, cancellation on disconnect or timeout, every sentence verified
+before it is sent. No web-framework types here.
 
 Time limit: ``server.request_timeout_s`` counts from the request's arrival and covers
 retrieval, queueing and generation. Without streaming, running out of time cancels the
@@ -152,8 +153,9 @@ class ChatService:
             stop=params.stop,
         )
         self.metrics.stage_seconds.labels("retrieve").observe(prepared.timings["retrieve_s"])
-        if "pack_s" in prepared.timings:
-            self.metrics.stage_seconds.labels("pack").observe(prepared.timings["pack_s"])
+        for stage in ("rank", "pack"):
+            if f"{stage}_s" in prepared.timings:
+                self.metrics.stage_seconds.labels(stage).observe(prepared.timings[f"{stage}_s"])
         if prepared.abstained:
             self.metrics.abstentions.inc()
         return prepared, started, deadline
@@ -228,7 +230,7 @@ class ChatService:
     ) -> dict[str, Any]:
         """The whole answer as an OpenAI ``chat.completion`` object."""
         prepared, started, deadline = await self._prepare(params)
-        if prepared.abstained:
+        if prepared.ready:  # an extract or an abstention: no model call, no queue
             answer = self.rag.finish(prepared, "", timings={"total_s": time.monotonic() - started})
             self._report(params, answer)
             return self.completion_body(answer, params.response_id)
@@ -293,7 +295,7 @@ class ChatService:
         """Everything that can still fail with an HTTP status happens here: retrieval,
         packing (400), the queue (429), waiting for the model (504) and the first event."""
         prepared, started, deadline = await self._prepare(params)
-        if prepared.abstained:
+        if prepared.ready:
             return ChatStream(self, prepared, None, started, params=params)
         run = await self._start(prepared, started, deadline, disconnected)
         try:
@@ -317,9 +319,14 @@ def usage_dict(usage: Usage) -> dict[str, int]:
 def enclave_extra(answer: Answer) -> dict[str, Any]:
     return {
         "release": answer.release,
+        "mode": answer.mode,
         "verified": answer.verified,
         "removed": answer.removed,
         "abstained": answer.abstained,
+        "abstain_reason": answer.abstain_reason,
+        "quotes": answer.quotes,
+        "fell_back": answer.fell_back,
+        "dropped": answer.dropped,
         "attributed": answer.attributed,
         "timings": {k: round(v, 4) for k, v in answer.timings.items()},
     }
@@ -390,13 +397,14 @@ class ChatStream:
         finish_reason, usage, citations, sources and the cleaned text, then ``[DONE]``."""
         try:
             yield sse(self._chunk({"role": "assistant", "content": ""}))
-            if self.run is None:  # abstained: no model call
+            if self.run is None:  # ready at once (an extract, an abstention): no model call
                 answer = self.service.rag.finish(
                     self.prepared, "", timings={"total_s": time.monotonic() - self.started}
                 )
                 self._reported = True
                 self.service._report(self.params, answer)
-                yield sse(self._chunk({"content": answer.text}))
+                for i, line in enumerate(answer.text.split("\n")):  # one delta per quote
+                    yield sse(self._chunk({"content": line if i == 0 else "\n" + line}))
                 yield sse(self._final(answer))
                 yield "data: [DONE]\n\n"
                 return
@@ -433,9 +441,12 @@ class ChatStream:
             answer = await self.service._finish(run, collected)
             self._reported = True
             self.service._report(self.params, answer)
-            if self._hold:  # held back for the answer check: now send the checked text
+            if self._hold or not self._streamed:
+                # held back for the answer check, or no sentence of the model's was verified
+                # (the answer is the extract): now send the checked text
                 text = answer.text if not self._streamed else "\n\n" + answer.text
-                yield sse(self._chunk({"content": text}))
+                if text:
+                    yield sse(self._chunk({"content": text}))
             yield sse(self._final(answer))
             yield "data: [DONE]\n\n"
         finally:
