@@ -22,7 +22,8 @@ from enclave.security.services import SecurityServices
 from server.auth import attach_security
 from server.errors import install_error_handlers
 from server.middleware import install_middleware
-from server.prometheus import UsageCollector
+from server.openapi import install_openapi
+from server.prometheus import EstimateCollector, UsageCollector
 from server.routers import chat, documents, health, lineage, models, search, usage
 from server.state import AppState
 
@@ -54,6 +55,7 @@ def create_app(
     security = security or SecurityServices.from_settings(settings)
     state = AppState(settings, security, generator=generator, embedder=embedder, store=store)
     state.metrics.registry.register(UsageCollector(security.limiter))
+    state.metrics.registry.register(EstimateCollector(state.estimates))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -79,6 +81,7 @@ def create_app(
     app.state.enclave = state
     attach_security(app, security)
     install_error_handlers(app)
+    install_openapi(app, state.embedding_dimension)
     install_middleware(
         app, security, state.metrics, max_request_bytes=settings.server.max_request_bytes
     )
@@ -101,10 +104,18 @@ def create_app(
 
 class _UIMount(Mount):
     """The web UI at ``/``, leaving ``/v1/...`` to the API: an unknown API path answers a
-    JSON 404 and a wrong method a 405, not the UI's 404 page."""
+    JSON 404 and a wrong method a 405, not the UI's 404 page. Paths that are not canonical
+    (an empty segment as in ``//metrics``, a ``.`` or ``..`` segment) are not the UI's
+    either: they answer the JSON 404 instead of a page that looks like success."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         path = scope.get("path", "")
-        if path == "/v1" or path.startswith("/v1/"):
+        if path == "/v1" or path.startswith("/v1/") or not _canonical(path):
             return Match.NONE, {}
         return super().matches(scope)
+
+
+def _canonical(path: str) -> bool:
+    segments = path.split("/")[1:]
+    inner, last = segments[:-1], segments[-1:]
+    return all(s not in ("", ".", "..") for s in inner) and all(s not in (".", "..") for s in last)

@@ -13,10 +13,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Mount
 
 from enclave.errors import AuthError, EnclaveError, ModelNotAvailableError, UsageError
 from server.middleware import audit_info, note_error
 from server.responses import error_response
+from server.validation import validation_message
 
 log = logging.getLogger("enclave.server")
 
@@ -36,6 +38,8 @@ class NotReadyError(ModelNotAvailableError):
         super().__init__(message)
         self.retry_after = retry_after
 
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 _HTTP_TYPES = {
     400: ("invalid_request_error", "invalid_request"),
@@ -67,22 +71,6 @@ def enclave_error_response(exc: EnclaveError) -> JSONResponse:
     )
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    errors = list(exc.errors())
-    if not errors:
-        return "invalid request", None
-    first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
-    param = ".".join(loc) or None
-    kind = first.get("type", "")
-    if kind == "json_invalid":
-        return "the request body is not valid JSON", None
-    msg = str(first.get("msg", "invalid value"))
-    where = f"{param}: " if param else ""
-    more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    return f"{where}{msg}{more}", param
-
-
 async def _enclave_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EnclaveError)
     note_error(request.scope, exc)
@@ -109,7 +97,7 @@ def _count_refusal(request: Request, exc: EnclaveError) -> None:
 async def _validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     audit_info(request.scope).outcome = "invalid_request"
-    message, param = _validation_message(exc)
+    message, param = validation_message(list(exc.errors()))
     return error_response(400, message, "invalid_request_error", "invalid_request", param)
 
 
@@ -120,11 +108,25 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
         ("invalid_request_error" if exc.status_code < 500 else "server_error", None),
     )
     message = str(exc.detail) if exc.detail else "request failed"
+    headers = dict(exc.headers or {})
     if exc.status_code == 413:
         message = "the request body is too large (server.max_request_bytes)"
-    return error_response(
-        exc.status_code, message, error_type, code, headers=dict(exc.headers or {}) or None
-    )
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+        message = f"method {request.method} not allowed here; allowed: {headers['Allow']}"
+    return error_response(exc.status_code, message, error_type, code, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's 405 names only the methods of
+    the first route whose path matched, and each of a path's methods is a route of its own."""
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
+    allowed = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
 
 
 async def _bug_handler(request: Request, exc: Exception) -> Response:

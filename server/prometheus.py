@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -129,6 +129,51 @@ class ReleaseCollector(Collector):
                 pass
         yield info
         yield promoted
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+#: the admission estimates in /metrics: key of ChatService.estimates() -> (name, help)
+ESTIMATE_GAUGES = {
+    "wait_s": (
+        "enclave_expected_wait_seconds",
+        "expected (mean) wait of a chat request arriving now: the running generation's "
+        "remaining time plus the expected hold of every admitted request",
+    ),
+    "hold_s": (
+        "enclave_expected_hold_seconds",
+        "expected (mean) time one generation with the default max_tokens holds the model",
+    ),
+    "prefill_s_per_token": (
+        "enclave_expected_prefill_seconds_per_token",
+        "prompt seconds per token admission expects (mean of recent generations)",
+    ),
+    "decode_s_per_token": (
+        "enclave_expected_decode_seconds_per_token",
+        "seconds per generated token admission expects (mean of recent generations)",
+    ),
+    "admitted": (
+        "enclave_admitted_requests",
+        "chat requests admitted and not done (preparing, waiting or generating)",
+    ),
+}
+
+
+class EstimateCollector(Collector):
+    """Admission's estimates (``ChatService.estimates``), read at scrape time; nothing
+    before the models are loaded."""
+
+    def __init__(self, estimates: Callable[[], dict[str, float] | None]) -> None:
+        self.estimates = estimates
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        values = self.estimates()
+        if values is None:
+            return
+        for key, (name, help_text) in ESTIMATE_GAUGES.items():
+            if key in values:
+                yield GaugeMetricFamily(name, help_text, value=values[key])
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

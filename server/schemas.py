@@ -1,4 +1,10 @@
-"""Request bodies of the HTTP API (OpenAI-compatible where OpenAI has the endpoint)."""
+"""Request bodies of the HTTP API (OpenAI-compatible where OpenAI has the endpoint).
+
+The models say everything about a request's shape that the server checks, so that the
+OpenAPI schema built from them is true: a request it admits is not refused for its shape.
+What no JSON schema can say (the question is the last message, the user's; token limits
+counted with the models' tokenizers) is in the field descriptions.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from enclave.errors import UsageError
-from server.errors import BadParameterError
 from store.records import SearchFilters
+
+#: a string without NUL characters, as a JSON schema pattern
+NO_NUL = r"^[^\x00]*$"
 
 
 def _clean(value: str) -> str:
@@ -22,7 +29,10 @@ def _clean(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_clean)]
+Text = Annotated[str, AfterValidator(_clean), Field(json_schema_extra={"pattern": NO_NUL})]
+NonEmptyText = Annotated[
+    str, Field(min_length=1), AfterValidator(_clean), Field(json_schema_extra={"pattern": NO_NUL})
+]
 DocId = Annotated[str, Field(pattern=r"^[0-9a-f]{8,64}$", max_length=64)]
 
 
@@ -52,33 +62,31 @@ class EnclaveOptions(BaseModel):
 
 
 class TextPart(BaseModel):
+    """A part of a message's content: only text parts are supported."""
+
     model_config = ConfigDict(extra="allow")
 
-    type: str
-    text: Text | None = None
+    type: Literal["text"]
+    text: Text
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Text | list[TextPart] | None = None
+    role: Literal["system", "developer", "user", "assistant"] = Field(
+        description="tool and function messages are not supported (no tool calling)"
+    )
+    content: Text | list[TextPart] | None = Field(
+        default=None, description="a string or a list of text parts"
+    )
     name: Text | None = None
 
-    def text(self, index: int) -> str:
+    def text(self) -> str:
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        parts: list[str] = []
-        for part in self.content:
-            if part.type != "text" or part.text is None:
-                raise UsageError(
-                    f"messages[{index}].content: only text parts are supported "
-                    f"(got type {part.type[:40]!r})"
-                )
-            parts.append(part.text)
-        return "\n".join(parts)
+        return "\n".join(part.text for part in self.content)
 
 
 class StreamOptions(BaseModel):
@@ -87,67 +95,69 @@ class StreamOptions(BaseModel):
     include_usage: bool | None = None
 
 
+class ResponseFormat(BaseModel):
+    """Only the text response format is supported."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text"] = "text"
+
+
 class ChatCompletionRequest(BaseModel):
     """OpenAI chat completions. Harmless OpenAI fields are accepted and ignored; unsupported
-    ones (n > 1, tools, functions, logprobs, non-text response formats) are refused."""
+    ones are refused by the schema itself: ``n`` above 1, ``tools``, ``functions``,
+    ``logprobs``, response formats other than text, tool and function messages, parts other
+    than text."""
 
     model_config = ConfigDict(extra="allow")
 
     model: Text = Field(default="enclave", max_length=256)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=1000,
+        description="the conversation; the last message must be the user's question, not "
+        "blank (else 400), and the messages together at most security.max_prompt_tokens "
+        "tokens (else 400 context_length_exceeded)",
+    )
     stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="clamped to generator.max_tokens; default: the server's"
+    )
+    max_completion_tokens: int | None = Field(default=None, ge=1, description="same as max_tokens")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    n: int | None = Field(default=None, ge=1)
-    stop: Text | list[Text] | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    seed: int | None = None
-    user: Text | None = None
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0, description="ignored")
+    n: int | None = Field(default=None, ge=1, le=1, description="only one answer per request")
+    stop: Text | Annotated[list[Text], Field(max_length=4)] | None = Field(
+        default=None, description="a string or up to 4 strings"
+    )
+    presence_penalty: float | None = Field(default=None, description="ignored")
+    frequency_penalty: float | None = Field(default=None, description="ignored")
+    seed: int | None = Field(default=None, description="ignored")
+    user: Text | None = Field(default=None, description="ignored")
     stream_options: StreamOptions | None = None
-    logprobs: bool | None = None
-    tools: list[Any] | None = None
-    functions: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    logprobs: Literal[False] | None = Field(default=None, description="not supported")
+    tools: list[Any] | None = Field(
+        default=None, max_length=0, description="tool calling is not supported"
+    )
+    functions: list[Any] | None = Field(
+        default=None, max_length=0, description="function calling is not supported"
+    )
+    response_format: ResponseFormat | None = None
     enclave: EnclaveOptions | None = None
     top_k: int | None = Field(default=None, ge=1, le=100, description="same as enclave.top_k")
     filters: Filters | None = Field(default=None, description="same as enclave.filters")
 
-    def check_supported(self) -> None:
-        if self.n not in (None, 1):
-            raise _param_error("n", "only n=1 is supported")
-        if self.tools:
-            raise _param_error("tools", "tool calling is not supported")
-        if self.functions:
-            raise _param_error("functions", "function calling is not supported")
-        if self.logprobs:
-            raise _param_error("logprobs", "logprobs are not supported")
-        if self.response_format is not None and self.response_format.get("type") not in (
-            None,
-            "text",
-        ):
-            raise _param_error("response_format", "only the text response format is supported")
-        for i, message in enumerate(self.messages):
-            if message.role in ("tool", "function"):
-                raise _param_error(
-                    "messages", f"messages[{i}]: role {message.role!r} is not supported"
-                )
-
     def plain_messages(self) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
-        for i, message in enumerate(self.messages):
+        for message in self.messages:
             role = "system" if message.role == "developer" else message.role
-            out.append({"role": role, "content": message.text(i)})
+            out.append({"role": role, "content": message.text()})
         return out
 
     def stop_list(self) -> list[str] | None:
         if self.stop is None:
             return None
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop)
-        if len(stops) > 4:
-            raise _param_error("stop", "at most 4 stop sequences")
         return [s for s in stops if s] or None
 
     def requested_max_tokens(self) -> int | None:
@@ -167,10 +177,17 @@ class ChatCompletionRequest(BaseModel):
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    input: Text | list[Text] = Field(description="a string or a list of strings")
+    input: NonEmptyText | Annotated[list[NonEmptyText], Field(min_length=1, max_length=2048)] = (
+        Field(
+            description="a string or a list of up to 2,048 strings, none empty; each at most "
+            "the embedder's max_tokens tokens (GET /v1/models; else 400)"
+        )
+    )
     model: Text = Field(default="enclave", max_length=256)
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(
+        default=None, ge=1, description="only the embedder's dimension (GET /v1/models)"
+    )
     user: Text | None = None
 
 
@@ -180,7 +197,3 @@ class SearchRequest(BaseModel):
     query: Text = Field(min_length=1, max_length=20000)
     top_k: int | None = Field(default=None, ge=1, le=100)
     filters: Filters | None = None
-
-
-def _param_error(param: str, message: str) -> BadParameterError:
-    return BadParameterError(message, param=param)

@@ -86,6 +86,14 @@ class AppState:
     def ready(self) -> bool:
         return self.services is not None
 
+    def estimates(self) -> dict[str, float] | None:
+        """Admission's current estimates (for ``/metrics``), once the models are loaded."""
+        return self.services.chat.estimates() if self.services is not None else None
+
+    def embedding_dimension(self) -> int | None:
+        """The loaded embedder's dimension (for the OpenAPI schema), None while loading."""
+        return self.services.embedder.dimension if self.services is not None else None
+
     def start_loading(self) -> None:
         if self.services is not None or self._thread is not None:
             return
@@ -144,7 +152,9 @@ class AppState:
         retriever = Retriever(self.settings, index, embedder)
         rag = RagService(self.settings, index, embedder, generator, retriever=retriever)
         queue = GenerationQueue(
-            self.settings.server.queue_size, on_change=self.metrics.queue_depth.set
+            self.settings.server.queue_size,
+            on_change=self.metrics.queue_depth.set,
+            context_size=generator.context_size,
         )
         admission = Admission(self.security, generator)
         chat = ChatService(

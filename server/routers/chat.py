@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 from server.auth import PrincipalDep, require_principal
 from server.deps import ChatDep
 from server.middleware import audit_info
+from server.openapi import error_responses
 from server.schemas import ChatCompletionRequest
 
 router = APIRouter(tags=["chat"], dependencies=[Depends(require_principal)])
@@ -47,11 +48,15 @@ class SSEResponse(StreamingResponse):
     summary="Answer from the documents (OpenAI chat completions)",
     response_model=None,
     responses={
-        200: {"description": "chat.completion, or text/event-stream chunks when stream=true"},
-        400: {"description": "invalid request or prompt too long"},
-        401: {"description": "missing, unknown or revoked API key"},
-        429: {"description": "queue full, or the key's rate or daily token limit (Retry-After)"},
-        504: {"description": "request timeout"},
+        200: {
+            "description": "a chat.completion object, or with stream=true server-sent "
+            "chat.completion.chunk events ending with `data: [DONE]`",
+            "content": {
+                "application/json": {},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        },
+        **error_responses(400, 401, 413, 429, 503, 504),
     },
 )
 async def chat_completions(

@@ -11,13 +11,18 @@ from enclave.security.access import visible_groups
 from server.auth import AdminDep, PrincipalDep, require_principal
 from server.deps import DocumentsDep
 from server.middleware import audit_info
+from server.openapi import error_responses
 
 router = APIRouter(tags=["documents"], dependencies=[Depends(require_principal)])
 
 DocIdPath = Annotated[str, Path(max_length=200, description="document id (24 hex)")]
 
 
-@router.get("/v1/documents", summary="List the documents the key may read")
+@router.get(
+    "/v1/documents",
+    summary="List the documents the key may read",
+    responses=error_responses(400, 401, 503),
+)
 async def list_documents(
     documents: DocumentsDep,
     principal: PrincipalDep,
@@ -35,7 +40,11 @@ async def list_documents(
     )
 
 
-@router.get("/v1/documents/{doc_id}", summary="One document with a summary of its chunks")
+@router.get(
+    "/v1/documents/{doc_id}",
+    summary="One document with a summary of its chunks",
+    responses=error_responses(400, 401, 404, 503),
+)
 async def get_document(
     doc_id: DocIdPath, request: Request, documents: DocumentsDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -46,7 +55,7 @@ async def get_document(
 @router.delete(
     "/v1/documents/{doc_id}",
     summary="Purge a document from the live release and every retained one (admin keys only)",
-    responses={409: {"description": "an ingest holds the index: retry when it is done"}},
+    responses=error_responses(400, 401, 403, 404, 409, 503),
 )
 async def delete_document(
     doc_id: DocIdPath, request: Request, documents: DocumentsDep, admin: AdminDep

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from server.auth import AdminDep
 from server.deps import StateDep
+from server.openapi import error_responses
 from server.responses import error_body
 
 router = APIRouter(tags=["health"])
@@ -21,7 +22,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Models loaded and index open (503 until then); the live release")
+@router.get(
+    "/readyz",
+    summary="Models loaded and index open (503 until then); the live release",
+    responses=error_responses(503),
+)
 async def readyz(state: StateDep) -> Response:
     services = state.services
     if services is None:
@@ -51,6 +56,17 @@ async def readyz(state: StateDep) -> Response:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics (admin keys only)", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (admin keys only)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 403),
+    },
+)
 async def metrics(state: StateDep, admin: AdminDep) -> Response:
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

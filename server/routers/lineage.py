@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from server.auth import AdminDep, require_principal
 from server.deps import LineageDep
 from server.middleware import audit_info
+from server.openapi import error_responses
 
 router = APIRouter(tags=["lineage"], dependencies=[Depends(require_principal)])
 
@@ -17,7 +18,7 @@ router = APIRouter(tags=["lineage"], dependencies=[Depends(require_principal)])
 @router.get(
     "/v1/lineage/{response_id}",
     summary="The exact passages and file versions an answer stood on (admin keys only)",
-    responses={404: {"description": "unknown response id"}, 410: {"description": "release gone"}},
+    responses=error_responses(400, 401, 403, 404, 410, 503),
 )
 async def lineage(
     response_id: Annotated[str, Path(max_length=80, description="chatcmpl-...")],

@@ -9,12 +9,17 @@ from fastapi import APIRouter, Depends, Request
 from server.auth import PrincipalDep, require_principal
 from server.deps import SearchDep
 from server.middleware import audit_info
+from server.openapi import error_responses
 from server.schemas import SearchRequest
 
 router = APIRouter(tags=["search"], dependencies=[Depends(require_principal)])
 
 
-@router.post("/v1/search", summary="Hybrid search over the index (no generation)")
+@router.post(
+    "/v1/search",
+    summary="Hybrid search over the index (no generation)",
+    responses=error_responses(400, 401, 413, 429, 503),
+)
 async def search(
     body: SearchRequest, request: Request, service: SearchDep, principal: PrincipalDep
 ) -> dict[str, Any]:

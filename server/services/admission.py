@@ -2,15 +2,17 @@
 
 In order, for each kind of request:
 
-1. refusals that cost nothing (400): unsupported options, a prompt over
+1. refusals that cost nothing (400) beyond what the request schema refuses: a prompt over
    ``security.max_prompt_tokens`` (the caller's own messages, counted with the model's
-   tokenizer), invalid embedding inputs;
+   tokenizer), embedding inputs over the embedder's limits;
 2. the key's limits (429): requests per minute and the daily token budget, with the prompt's
    tokens as the estimate;
 3. the caller's view of the index: the request's own filters (path prefix, document ids) with
    ``groups`` forced to the key's (``enclave.security.access.search_filters_for``), applied by
    the store as a prefilter;
-4. afterwards, the accounting: tokens recorded against the key and the request's audit record
+4. for chat, the model's queue, by the chat service: a place in line if the answer is
+   expected within the request's deadline, else 429 (``server/generation_queue.py``);
+5. afterwards, the accounting: tokens recorded against the key and the request's audit record
    filled (question, retrieved and cited chunks with their documents' sha256 in the release
    answered from, tokens, outcome, and for an answer its response id and that release: what
    lineage, ``GET /v1/lineage/{response_id}``, resolves).
@@ -96,8 +98,7 @@ class Admission:
     def chat(
         self, body: ChatCompletionRequest, principal: Principal, info: AuditInfo
     ) -> ChatParams:
-        """Admit a chat request (steps 1-3) and wire its accounting (step 4)."""
-        body.check_supported()
+        """Admit a chat request (steps 1-3) and wire its accounting (step 5)."""
         messages = body.plain_messages()
         info.question = messages[-1]["content"] if messages else None
         prompt_tokens = self.generator.count_tokens("\n".join(m["content"] for m in messages))

@@ -4,11 +4,18 @@ queue; otherwise one generation at a time through the generation queue, the mode
 thread feeding the event loop, cancellation on disconnect or timeout, every sentence verified
 before it is sent. No web-framework types here.
 
+Admission by expected wait: a request is admitted by the generation queue when it arrives,
+before retrieval, or refused at once with 429 ``queue_full`` and an honest ``Retry-After``
+when the queue is full or it would be expected to miss its deadline
+(``server/generation_queue.py``). Each finished generation teaches the queue what the next
+will cost.
+
 Time limit: ``server.request_timeout_s`` counts from the request's arrival and covers
-retrieval, queueing and generation. Without streaming, running out of time cancels the
-generation and answers 504 ``generation_timeout``. While streaming (the 200 status already
-sent), it cancels the generation and ends the stream normally with ``finish_reason``
-``"timeout"``.
+retrieval, queueing and generation. Admission makes running out of time the exception (a
+machine that stalls); then, without streaming, the generation is cancelled and the answer is
+504 ``generation_timeout``. While streaming (the 200 status already sent), it cancels the
+generation and ends the stream normally with ``finish_reason`` ``"timeout"``: a stream that
+started is never turned into an error.
 """
 
 from __future__ import annotations
@@ -25,11 +32,18 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 
-from enclave.errors import GenerationTimeoutError
+from enclave.errors import GenerationTimeoutError, QueueFullError
 from models.generator import StreamCollector, StreamEvent, Usage
 from rag.answer_guard import leaks_prompt
 from rag.service import Answer, Prepared, RagService
-from server.generation_queue import POLL_S, ClientGoneError, GenerationQueue
+from server.generation_queue import (
+    POLL_S,
+    ClientGoneError,
+    DeadlineRefusal,
+    GenerationQueue,
+    Ticket,
+)
+from server.hold_estimate import GenerationSample
 from server.prometheus import Metrics
 from server.services.admission import Admission, ChatParams
 
@@ -124,10 +138,11 @@ class ChatService:
     ) -> dict[str, Any] | ChatStream:
         """Admit the request, then answer it: the whole ``chat.completion`` object, or the
         stream to send when ``body.stream`` is set."""
+        arrived = time.monotonic()
         params = self.admission.chat(body, principal, info)
         if body.stream:
-            return await self.open_stream(params, disconnected=disconnected)
-        return await self.complete(params, disconnected=disconnected)
+            return await self.open_stream(params, disconnected=disconnected, arrived=arrived)
+        return await self.complete(params, disconnected=disconnected, arrived=arrived)
 
     # ----------------------------------------------------------------- shared steps
     @staticmethod
@@ -140,9 +155,20 @@ class ChatService:
         if params.on_usage is not None:
             params.on_usage(usage)
 
-    async def _prepare(self, params: ChatParams) -> tuple[Prepared, float, float]:
-        started = time.monotonic()
-        deadline = started + self.request_timeout_s
+    def _admit(self, params: ChatParams, arrived: float | None) -> Ticket:
+        """A place in line for the request, or 429 at once (``server/generation_queue.py``)."""
+        started = time.monotonic() if arrived is None else arrived
+        try:
+            return self.queue.admit(
+                max_tokens=self.rag.max_tokens(params.max_tokens),
+                deadline=started + self.request_timeout_s,
+            )
+        except QueueFullError as exc:
+            cause = "deadline" if isinstance(exc, DeadlineRefusal) else "queue_full"
+            self.metrics.rejected.labels(cause).inc()
+            raise
+
+    async def _prepare(self, params: ChatParams, ticket: Ticket) -> Prepared:
         prepared = await run_in_threadpool(
             self.rag.prepare,
             params.messages,
@@ -158,22 +184,27 @@ class ChatService:
                 self.metrics.stage_seconds.labels(stage).observe(prepared.timings[f"{stage}_s"])
         if prepared.abstained:
             self.metrics.abstentions.inc()
-        return prepared, started, deadline
+        if prepared.ready:
+            self.queue.close(ticket)  # no model call: its place goes to the next
+        else:
+            self.queue.update(
+                ticket, prompt_tokens=prepared.prompt_tokens, max_tokens=prepared.max_tokens
+            )
+        return prepared
 
     async def _start(
-        self, prepared: Prepared, started: float, deadline: float, disconnected: Disconnected | None
+        self, prepared: Prepared, ticket: Ticket, disconnected: Disconnected | None
     ) -> GenerationRun:
         queued = time.monotonic()
         try:
-            await self.queue.acquire(deadline=deadline, disconnected=disconnected)
+            await self.queue.acquire(ticket, disconnected=disconnected)
         except Exception as exc:
-            cause = {"QueueFullError": "queue_full", "GenerationTimeoutError": "timeout"}.get(
-                type(exc).__name__, "disconnected"
-            )
+            cause = "timeout" if isinstance(exc, GenerationTimeoutError) else "disconnected"
             self.metrics.rejected.labels(cause).inc()
             raise
         self.metrics.stage_seconds.labels("queue").observe(time.monotonic() - queued)
-        run = GenerationRun(prepared=prepared, started=started, deadline=deadline)
+        started = ticket.deadline - self.request_timeout_s
+        run = GenerationRun(prepared=prepared, started=started, deadline=ticket.deadline)
         loop = asyncio.get_running_loop()
         self.metrics.in_flight.inc()
         thread = threading.Thread(
@@ -188,7 +219,8 @@ class ChatService:
         return run
 
     def _work(self, run: GenerationRun, loop: asyncio.AbstractEventLoop) -> None:
-        """The worker thread: iterate the model's stream, hand events to the loop."""
+        """The worker thread: iterate the model's stream, hand events to the loop; when done,
+        free the model and tell the queue what the generation cost."""
 
         def put(item: StreamEvent | BaseException | _End) -> None:
             try:
@@ -197,25 +229,39 @@ class ChatService:
                 run.cancel.set()
 
         finish = "error"
+        usage: Usage | None = None
+        first_at: float | None = None
         run.gen_started = time.monotonic()
         try:
             for event in self.rag.generate(run.prepared, run.cancel):
+                if first_at is None:
+                    first_at = time.monotonic()
                 if event.finish_reason is not None:
                     finish = event.finish_reason
                     if event.usage is not None:
+                        usage = event.usage
                         self.metrics.tokens.labels("prompt").inc(event.usage.prompt_tokens)
                         self.metrics.tokens.labels("completion").inc(event.usage.completion_tokens)
                 put(event)
         except BaseException as exc:  # handed to the request; logged there if a bug
             put(exc)
         finally:
+            ended = time.monotonic()
             self.metrics.generations.labels(finish).inc()
-            self.metrics.stage_seconds.labels("generate").observe(
-                time.monotonic() - run.gen_started
-            )
+            self.metrics.stage_seconds.labels("generate").observe(ended - run.gen_started)
             self.metrics.in_flight.dec()
             run.done.set()
-            self.queue.release_threadsafe()
+            sample = None
+            if usage is not None and first_at is not None:
+                sample = GenerationSample(
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    max_tokens=run.prepared.max_tokens,
+                    prefill_s=first_at - run.gen_started,
+                    decode_s=ended - first_at,
+                    finish_reason=finish,
+                )
+            self.queue.release_threadsafe(sample)
             put(_End())
 
     def _note_cancel(self, exc: BaseException) -> None:
@@ -224,17 +270,42 @@ class ChatService:
         elif isinstance(exc, ClientGoneError | asyncio.CancelledError):
             self.metrics.cancellations.labels("disconnect").inc()
 
+    def estimates(self) -> dict[str, float]:
+        """What admission expects now, for ``/metrics``: the wait of a request arriving now,
+        the hold of a request with the default ``max_tokens``, the per-token rates."""
+        estimator = self.queue.estimator
+        budget = self.rag.max_tokens(None)
+        prompt = estimator.prompt_tokens(budget, self.queue.context_size)
+        return {
+            "wait_s": self.queue.expected_wait_s(),
+            "hold_s": estimator.hold(prompt, budget).mean,
+            "prefill_s_per_token": estimator.prefill_s_per_token,
+            "decode_s_per_token": estimator.decode_s_per_token,
+            "admitted": float(self.queue.admitted),
+        }
+
     # ----------------------------------------------------------------- non-streaming
     async def complete(
-        self, params: ChatParams, *, disconnected: Disconnected | None = None
+        self,
+        params: ChatParams,
+        *,
+        disconnected: Disconnected | None = None,
+        arrived: float | None = None,
     ) -> dict[str, Any]:
         """The whole answer as an OpenAI ``chat.completion`` object."""
-        prepared, started, deadline = await self._prepare(params)
-        if prepared.ready:  # an extract or an abstention: no model call, no queue
-            answer = self.rag.finish(prepared, "", timings={"total_s": time.monotonic() - started})
-            self._report(params, answer)
-            return self.completion_body(answer, params.response_id)
-        run = await self._start(prepared, started, deadline, disconnected)
+        ticket = self._admit(params, arrived)
+        try:
+            prepared = await self._prepare(params, ticket)
+            started = ticket.deadline - self.request_timeout_s
+            if prepared.ready:  # an extract or an abstention: no model call
+                answer = self.rag.finish(
+                    prepared, "", timings={"total_s": time.monotonic() - started}
+                )
+                self._report(params, answer)
+                return self.completion_body(answer, params.response_id)
+            run = await self._start(prepared, ticket, disconnected)
+        finally:
+            self.queue.close(ticket)  # no-op once it holds the model: the worker frees it
         collected = StreamCollector(prepared.prompt_tokens)
         try:
             while (event := await run.next(disconnected)) is not None:
@@ -290,14 +361,24 @@ class ChatService:
 
     # ----------------------------------------------------------------- streaming
     async def open_stream(
-        self, params: ChatParams, *, disconnected: Disconnected | None = None
+        self,
+        params: ChatParams,
+        *,
+        disconnected: Disconnected | None = None,
+        arrived: float | None = None,
     ) -> ChatStream:
-        """Everything that can still fail with an HTTP status happens here: retrieval,
-        packing (400), the queue (429), waiting for the model (504) and the first event."""
-        prepared, started, deadline = await self._prepare(params)
-        if prepared.ready:
-            return ChatStream(self, prepared, None, started, params=params)
-        run = await self._start(prepared, started, deadline, disconnected)
+        """Everything that can still fail with an HTTP status happens here: admission (429),
+        retrieval, packing (400), waiting for the model (504 if the machine stalls) and the
+        first event."""
+        ticket = self._admit(params, arrived)
+        try:
+            prepared = await self._prepare(params, ticket)
+            started = ticket.deadline - self.request_timeout_s
+            if prepared.ready:  # an extract or an abstention: no model call
+                return ChatStream(self, prepared, None, started, params=params)
+            run = await self._start(prepared, ticket, disconnected)
+        finally:
+            self.queue.close(ticket)  # no-op once it holds the model: the worker frees it
         try:
             first = await run.next(disconnected)
         except BaseException as exc:

@@ -85,6 +85,7 @@ class EmbeddingService:
         return self._check([inputs] if isinstance(inputs, str) else list(inputs), dimensions)
 
     def _check(self, texts: list[str], dimensions: int | None) -> int:
+        """The request schema refuses empty inputs and lists; blank strings are embedded."""
         if not texts:
             raise BadParameterError("input must not be empty", param="input")
         if len(texts) > MAX_INPUTS:
@@ -96,13 +97,13 @@ class EmbeddingService:
         limit = self.embedder.max_tokens
         total = 0
         for i, text in enumerate(texts):
-            if not text.strip():
-                raise BadParameterError(f"input[{i}] is empty", param="input")
+            if not text:
+                raise BadParameterError(f"input[{i}] is empty", param=f"input[{i}]")
             n = self.embedder.count_tokens(text)
             if n > limit:
                 raise BadParameterError(
                     f"input[{i}] is {n} tokens; the embedding model accepts at most {limit}",
-                    param="input",
+                    param=f"input[{i}]",
                 )
             total += n
         return total

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 class SearchService:
     """Admit the request, retrieve as the answer stage does (``rag/retrieval.py``), list the
     hits with their cosine similarity, say whether the question counts as covered, and name
-    the release searched."""
+    the release searched. A blank query finds nothing (it is not an error: the request schema
+    admits it)."""
 
     def __init__(self, retriever: Retriever, admission: Admission, metrics: Metrics) -> None:
         self.retriever = retriever
@@ -29,6 +30,8 @@ class SearchService:
         self, body: SearchRequest, principal: Principal, info: AuditInfo
     ) -> dict[str, Any]:
         params = self.admission.search(body, principal, info)
+        if not params.query.strip():  # nothing to look for: nothing found
+            return {"object": "list", "results": [], "relevant": False}
         retrieval = await run_in_threadpool(
             self.retriever.retrieve, params.query, top_k=params.top_k, filters=params.filters
         )

@@ -5,6 +5,7 @@ flags written at ingestion."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,12 @@ def test_policy_redaction_and_flags_end_to_end(tmp_path: Path, bundled_embedder:
         )
         again = _ingest(data, str(docs), "--policy", str(policy), "--redact-pii")
         assert again["chunks_added"] == 0 and again["unchanged"] == 6
-        assert _paths(client, fin) == {"budget.txt", "faq.txt", "misc.txt"}
+        # the promoted release reaches the running server within 2 s
+        want = {"budget.txt", "faq.txt", "misc.txt"}
+        deadline = time.monotonic() + 2.0
+        while _paths(client, fin) != want and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _paths(client, fin) == want
     records = read_tail(data, n=100)
     search = next(r for r in records if r["endpoint"] == "/v1/search")
     assert search["extra"]["flagged_chunks"] >= 1

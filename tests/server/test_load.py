@@ -4,6 +4,7 @@ fake (blocking or slow) because the behaviour under test is the server's, not th
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -178,3 +179,67 @@ def test_failed_loading_is_503_not_500(tmp_path: Path) -> None:
         r = client.post("/v1/search", json={"query": "x"})
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_unavailable"
         assert r.headers["retry-after"] == "5"
+
+
+def test_a_burst_beyond_capacity_is_refused_at_once_never_timed_out(tmp_path: Path) -> None:
+    """Every answer holds the model about a second (20 tokens at 50 ms) and a request may take
+    4 s: of a burst of 10, the ones that fit are admitted and answered (streams included),
+    the rest are refused at once with a Retry-After that matches the measured hold; no 504."""
+    reply = " ".join(f"w{i}" for i in range(19)) + " [1]"
+    gen = FakeGenerator(reply=reply, token_delay_s=0.05)
+    with _server(tmp_path, gen, request_timeout_s=4.0, queue_size=8) as live:
+        body = {"messages": QUESTION, "max_tokens": 20}
+        warm = httpx.post(live.v1 + "/chat/completions", json=body, timeout=30)
+        assert warm.status_code == 200  # one measured generation
+        per_token = live.metric("enclave_expected_decode_seconds_per_token")
+        assert 0.045 <= per_token <= 0.1, per_token
+        hold = 20 * per_token  # the expected hold of each request of the burst
+        results: list[tuple[int, float, httpx.Response]] = []
+        lock = threading.Lock()
+        go = threading.Event()
+
+        def ask(i: int) -> None:
+            stream = i % 2 == 1
+            go.wait(10)
+            started = time.monotonic()
+            with httpx.Client(timeout=30) as client:
+                r = client.post(live.v1 + "/chat/completions", json={**body, "stream": stream})
+                took = time.monotonic() - started
+            with lock:
+                results.append((i, took, r))
+
+        clients = [threading.Thread(target=ask, args=(i,)) for i in range(10)]
+        for c in clients:
+            c.start()
+        go.set()
+        for c in clients:
+            c.join(30)
+        codes = sorted(r.status_code for _, _, r in results)
+        assert len(codes) == 10 and set(codes) <= {200, 429}, codes
+        served = [(i, took, r) for i, took, r in results if r.status_code == 200]
+        refused = [(i, took, r) for i, took, r in results if r.status_code == 429]
+        # about 3.6 s of work fits before a deadline 4 s away, at about a second each
+        assert 2 <= len(served) <= 5 and len(refused) >= 5, codes
+        for i, took, r in served:  # within the deadline, counted by the server from arrival
+            assert took < 6.0, (i, took)
+            if i % 2 == 1:  # a stream that started ends normally, with its whole answer
+                assert r.headers["content-type"].startswith("text/event-stream")
+                assert '"finish_reason":"stop"' in r.text and r.text.endswith("data: [DONE]\n\n")
+            else:
+                answer = r.json()
+                assert answer["choices"][0]["finish_reason"] == "stop"
+                assert answer["enclave"]["timings"]["total_s"] < 4.0
+        for _, took, r in refused:
+            assert took < 2.0  # at once, not after a wait (a served answer takes 1 s or more)
+            error = r.json()["error"]
+            assert error["code"] == "queue_full" and "retry in" in error["message"]
+            # seconds until the work ahead leaves room: at most the admitted work
+            retry_after = int(r.headers["retry-after"])
+            assert 1 <= retry_after <= math.ceil(len(served) * hold) + 1, (retry_after, hold)
+        assert live.metric("enclave_rejected_total", cause="deadline") == len(refused)
+        assert live.metric("enclave_cancellations_total", cause="timeout") == 0
+        assert live.metric("enclave_admitted_requests") == 0
+        # a refused client that waits as told is served
+        time.sleep(max(int(r.headers["retry-after"]) for _, _, r in refused))
+        again = httpx.post(live.v1 + "/chat/completions", json=body, timeout=30)
+        assert again.status_code == 200
