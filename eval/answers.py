@@ -167,7 +167,7 @@ def score_answers(
 
 def answer_modes(rows: Sequence[dict[str, Any]]) -> str | None:
     """How the answers were made: "extract", "generate", or e.g. "extract 50, generate 5"."""
-    modes = Counter(r["mode"] for r in rows if r.get("mode"))
+    modes = Counter(str(r["mode"]) for r in rows if r.get("mode"))
     if not modes:
         return None
     if len(modes) == 1:

@@ -154,8 +154,8 @@ def complete_part(text: str) -> str:
 class SentenceGate:
     """Filters a model's stream: content is passed on only as verified sentences
     (:func:`verify_generated` over the complete sentences so far, sending what it adds); the
-    last event (finish reason and usage) passes unchanged. ``raw`` keeps what the model
-    wrote."""
+    first token as an empty event; the last event (finish reason and usage) unchanged.
+    ``raw`` keeps what the model wrote."""
 
     def __init__(self, sources: FactSources, *, attribute: bool = True) -> None:
         self.sources = sources
@@ -165,22 +165,30 @@ class SentenceGate:
         self._checked = ""
 
     def _advance(self, upto: str) -> str:
-        if upto == self._checked:
+        """The verified text of the sentences completed since the last call (each sentence
+        is checked once: the check of one sentence does not depend on the others)."""
+        if upto == self._checked or not upto.startswith(self._checked):
             return ""
+        new = upto[len(self._checked) :]
         self._checked = upto
-        text = verify_generated(upto, self.sources, attribute=self.attribute).text
-        if not text.startswith(self.sent):  # never happens with a prefix-stable check
+        text = verify_generated(new, self.sources, attribute=self.attribute).text
+        if not text:
             return ""
-        delta = text[len(self.sent) :]
-        if delta and self.sent:
-            delta = delta if delta.startswith(" ") else " " + delta.lstrip()
-        self.sent = text
+        delta = " " + text if self.sent else text
+        self.sent += delta
         return delta
 
     def filter(self, events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
+        """The verified stream. The model's first token is passed on as an empty event, so a
+        consumer knows the generation started (the server opens the response then, and a
+        client that leaves before the first verified sentence still cancels the model)."""
+        started = False
         for event in events:
             if event.delta:
                 self.raw += event.delta
+                if not started:
+                    started = True
+                    yield StreamEvent(delta="")
             if event.finish_reason is not None:
                 tail = self._advance(self.raw)
                 if tail:

@@ -384,8 +384,10 @@ class RagService:
             answer.sources = [source_entry(p, False, prepared.documents) for p in prepared.sources]
             return answer
         assert prepared.fact_sources is not None
+        # the model's own text, checked whole (what the stream gate sent is the same sentences;
+        # the dropped and attributed ones are recorded here)
         checked = verify_generated(
-            text, prepared.fact_sources, attribute=self.settings.server.attribute_sentences
+            raw, prepared.fact_sources, attribute=self.settings.server.attribute_sentences
         )
         answer.dropped = checked.dropped
         answer.attributed = checked.attributed

@@ -8,7 +8,9 @@ Admission by expected wait: a request is admitted by the generation queue when i
 before retrieval, or refused at once with 429 ``queue_full`` and an honest ``Retry-After``
 when the queue is full or it would be expected to miss its deadline
 (``server/generation_queue.py``). Each finished generation teaches the queue what the next
-will cost.
+will cost. When the answer mode in force never calls the model (``answer.mode = "extract"``,
+or ``"auto"`` with the bundled small model), requests skip the queue altogether: a busy
+model never refuses an answer that does not need it.
 
 Time limit: ``server.request_timeout_s`` counts from the request's arrival and covers
 retrieval, queueing and generation. Admission makes running out of time the exception (a
@@ -155,20 +157,20 @@ class ChatService:
         if params.on_usage is not None:
             params.on_usage(usage)
 
-    def _admit(self, params: ChatParams, arrived: float | None) -> Ticket:
-        """A place in line for the request, or 429 at once (``server/generation_queue.py``)."""
-        started = time.monotonic() if arrived is None else arrived
-        try:
-            return self.queue.admit(
-                max_tokens=self.rag.max_tokens(params.max_tokens),
-                deadline=started + self.request_timeout_s,
-            )
-        except QueueFullError as exc:
-            cause = "deadline" if isinstance(exc, DeadlineRefusal) else "queue_full"
-            self.metrics.rejected.labels(cause).inc()
-            raise
+    def _admit(self, params: ChatParams, started: float) -> Ticket | None:
+        """A place in line for the request, or 429 at once (``server/generation_queue.py``);
+        None when the answer mode in force never calls the model (``answer.mode`` extract, or
+        auto with a small model): such a request is not held back by generations it would
+        never wait for."""
+        if self.rag.mode() == "extract":
+            return None
+        return self._admit_now(params, started)
 
-    async def _prepare(self, params: ChatParams, ticket: Ticket) -> Prepared:
+    async def _prepare(
+        self, params: ChatParams, ticket: Ticket | None, started: float
+    ) -> tuple[Prepared, Ticket | None]:
+        """Retrieve and decide; an answer that needs the model holds a ticket afterwards
+        (admitted late when the mode in force was not expected to need one)."""
         prepared = await run_in_threadpool(
             self.rag.prepare,
             params.messages,
@@ -185,12 +187,26 @@ class ChatService:
         if prepared.abstained:
             self.metrics.abstentions.inc()
         if prepared.ready:
-            self.queue.close(ticket)  # no model call: its place goes to the next
-        else:
-            self.queue.update(
-                ticket, prompt_tokens=prepared.prompt_tokens, max_tokens=prepared.max_tokens
+            if ticket is not None:
+                self.queue.close(ticket)  # no model call: its place goes to the next
+            return prepared, None
+        if ticket is None:
+            ticket = self._admit_now(params, started)
+        self.queue.update(
+            ticket, prompt_tokens=prepared.prompt_tokens, max_tokens=prepared.max_tokens
+        )
+        return prepared, ticket
+
+    def _admit_now(self, params: ChatParams, started: float) -> Ticket:
+        try:
+            return self.queue.admit(
+                max_tokens=self.rag.max_tokens(params.max_tokens),
+                deadline=started + self.request_timeout_s,
             )
-        return prepared
+        except QueueFullError as exc:
+            cause = "deadline" if isinstance(exc, DeadlineRefusal) else "queue_full"
+            self.metrics.rejected.labels(cause).inc()
+            raise
 
     async def _start(
         self, prepared: Prepared, ticket: Ticket, disconnected: Disconnected | None
@@ -293,11 +309,11 @@ class ChatService:
         arrived: float | None = None,
     ) -> dict[str, Any]:
         """The whole answer as an OpenAI ``chat.completion`` object."""
-        ticket = self._admit(params, arrived)
+        started = time.monotonic() if arrived is None else arrived
+        ticket = self._admit(params, started)
         try:
-            prepared = await self._prepare(params, ticket)
-            started = ticket.deadline - self.request_timeout_s
-            if prepared.ready:  # an extract or an abstention: no model call
+            prepared, ticket = await self._prepare(params, ticket, started)
+            if ticket is None:  # an extract or an abstention: no model call
                 answer = self.rag.finish(
                     prepared, "", timings={"total_s": time.monotonic() - started}
                 )
@@ -305,7 +321,8 @@ class ChatService:
                 return self.completion_body(answer, params.response_id)
             run = await self._start(prepared, ticket, disconnected)
         finally:
-            self.queue.close(ticket)  # no-op once it holds the model: the worker frees it
+            if ticket is not None:  # no-op once it holds the model: the worker frees it
+                self.queue.close(ticket)
         collected = StreamCollector(prepared.prompt_tokens)
         try:
             while (event := await run.next(disconnected)) is not None:
@@ -370,15 +387,16 @@ class ChatService:
         """Everything that can still fail with an HTTP status happens here: admission (429),
         retrieval, packing (400), waiting for the model (504 if the machine stalls) and the
         first event."""
-        ticket = self._admit(params, arrived)
+        started = time.monotonic() if arrived is None else arrived
+        ticket = self._admit(params, started)
         try:
-            prepared = await self._prepare(params, ticket)
-            started = ticket.deadline - self.request_timeout_s
-            if prepared.ready:  # an extract or an abstention: no model call
+            prepared, ticket = await self._prepare(params, ticket, started)
+            if ticket is None:  # an extract or an abstention: no model call
                 return ChatStream(self, prepared, None, started, params=params)
             run = await self._start(prepared, ticket, disconnected)
         finally:
-            self.queue.close(ticket)  # no-op once it holds the model: the worker frees it
+            if ticket is not None:  # no-op once it holds the model: the worker frees it
+                self.queue.close(ticket)
         try:
             first = await run.next(disconnected)
         except BaseException as exc:

@@ -188,7 +188,9 @@ def test_units_keep_their_term() -> None:
 
 def test_quotes_must_be_the_passage_words() -> None:
     assert quote_in_passage("The default is five minutes (5min).", SETTINGS)
-    assert quote_in_passage("Maximum time between automatic WAL checkpoints.  The default", SETTINGS)
+    assert quote_in_passage(
+        "Maximum time between automatic WAL checkpoints.  The default", SETTINGS
+    )
     assert not quote_in_passage("The default is six minutes (6min).", SETTINGS)
     text = (
         "checkpoint_timeout (integer): “The default is five minutes (5min).” [2]\n"
