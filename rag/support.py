@@ -15,7 +15,8 @@ holds
    is the default" against "port 5432 is the default ...; the new one uses port 5433");
 2. the same negation cues (not/no/never/none/cannot/without/neither/nor/n't, as a
    multiset) as the claim, counted in the span of the unit that the claim's content words
-   cover plus :data:`NEG_LEFT` tokens each side;
+   cover plus :data:`NEG_LEFT` tokens each side, and back to the start of the clause the
+   span starts in (a clause ends at , ; : or a sentence end);
 3. nearly all of the claim's content words (recall >= :data:`RECALL_MIN`; at 0.6 a
    neighbouring sentence sharing the topic words "supported" a claim with a dropped "not"),
    and none of the missing ones taken from another unit of the passage: a claim that mixes
@@ -114,6 +115,7 @@ _TOKEN = re.compile(
 _QUOTED = re.compile(r"[\"“”«]([^\"“”«»]{2,60})[\"“”»]|‘([^‘’]{2,60})’|`([^`]{2,60})`")
 _CAMEL = re.compile(r"[a-z][A-Z]|[A-Z]{2,}[a-z]")
 _NUMBER = re.compile(r"(\d+(?:[.,]\d+)*)([A-Za-z%]*)")
+_CLAUSE_END = re.compile(r"[,;:!?]|\.(?=\s|$)")
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ class Token:
     #: the comparable form: a canonical number "128|MB", an identifier, a word's stem
     key: str
     position: int
+    #: the clause of its text the token is in (clauses end at , ; : . ! ?)
+    clause: int = 0
 
 
 def stem(word: str) -> str:
@@ -187,11 +191,20 @@ def tokenize(text: str) -> list[Token]:
 
 @functools.lru_cache(maxsize=65536)
 def _tokenize(text: str) -> tuple[Token, ...]:
-    raw = _TOKEN.findall(text.replace("\u00a0", " "))
+    text = text.replace("\u00a0", " ")
+    matches = list(_TOKEN.finditer(text))
+    raw = [m.group() for m in matches]
+    # the clause each token is in: clauses end at , ; : and sentence ends
+    clauses, clause, last = [], 0, 0
+    for m in matches:
+        clause += len(_CLAUSE_END.findall(text, last, m.start()))
+        last = m.end()
+        clauses.append(clause)
     out: list[Token] = []
     i = 0
     while i < len(raw):
         tok = raw[i]
+        at = clauses[i]
         low = tok.lower()
         m = _NUMBER.fullmatch(tok)
         value: str | None = None
@@ -206,15 +219,15 @@ def _tokenize(text: str) -> tuple[Token, ...]:
                 unit = UNITS[raw[i + 1].lower()]
                 i += 1
             value = value.rstrip("0").rstrip(".") if "." in value else value
-            out.append(Token(low, "number", f"{value}|{unit}", len(out)))
+            out.append(Token(low, "number", f"{value}|{unit}", len(out), at))
         elif low in NEGATIONS or low.endswith("n't"):
-            out.append(Token(low, "neg", NEGATIONS.get(low, "not"), len(out)))
+            out.append(Token(low, "neg", NEGATIONS.get(low, "not"), len(out), at))
         elif is_identifier(tok):
-            out.append(Token(low, "ident", low.rstrip("()"), len(out)))
+            out.append(Token(low, "ident", low.rstrip("()"), len(out), at))
         elif is_rare_word(tok) and low not in STOP:
-            out.append(Token(low, "ident", stem(low), len(out)))
+            out.append(Token(low, "ident", stem(low), len(out), at))
         else:
-            out.append(Token(low, "word", stem(low), len(out)))
+            out.append(Token(low, "word", stem(low), len(out), at))
         i += 1
     return tuple(out)
 
@@ -300,6 +313,10 @@ def _span_negations(spec: Specifics, utoks: Sequence[Token]) -> Counter[str]:
     if not pos:
         return Counter(u.key for u in utoks if u.kind == "neg")
     lo, hi = max(0, min(pos) - NEG_LEFT), max(pos) + 1 + NEG_LEFT
+    # a negation that opens the clause the claim's words start in bears on them too ("No
+    # attempt was made to contact the server" does not say "the server could be contacted")
+    opening = utoks[min(pos)].clause
+    lo = min([lo, *(u.position for u in utoks if u.clause == opening)])
     return Counter(u.key for u in utoks[lo:hi] if u.kind == "neg")
 
 

@@ -220,3 +220,15 @@ def test_quotes_must_be_the_passage_words() -> None:
 )  # fmt: skip
 def test_answer_claims_of_prose(answer: str, expected: list[tuple[str, list[int]]]) -> None:
     assert [(c.text, c.markers) for c in answer_claims(answer)] == expected
+
+
+def test_a_negation_opening_the_clause_and_number_words_count() -> None:
+    unit = (
+        "No attempt was made to contact the server, because the supplied parameters were "
+        "obviously incorrect."
+    )
+    assert not supported_by("The server could be contacted.", unit).supported
+    assert supported_by("No attempt was made to contact the server.", unit).supported
+    keeper = "Martha Quill kept the Gull Rock lighthouse for forty years."
+    assert not supported_by("Martha Quill kept the lighthouse for fifty years.", keeper).supported
+    assert supported_by("Martha Quill kept the lighthouse for 40 years.", keeper).supported
