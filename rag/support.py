@@ -196,9 +196,9 @@ def _tokenize(text: str) -> tuple[Token, ...]:
     raw = [m.group() for m in matches]
     # the clause each token is in: clauses end at , ; : and sentence ends
     clauses, clause, last = [], 0, 0
-    for m in matches:
-        clause += len(_CLAUSE_END.findall(text, last, m.start()))
-        last = m.end()
+    for found in matches:
+        clause += len(_CLAUSE_END.findall(text, last, found.start()))
+        last = found.end()
         clauses.append(clause)
     out: list[Token] = []
     i = 0
