@@ -271,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--decode-only", action="store_true", help="only the decode figures (a busy machine)"
+    )
     args = parser.parse_args(argv)
 
     from models.llama_cpp import LlamaCppGenerator, resolve_generator_path
@@ -316,6 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     report["decode"]["server_ratio"] = round(
         report["decode"]["server_decode_tok_s"] / report["decode"]["raw_decode_tok_s"], 3
     )
+
+    if args.decode_only:
+        report["load_average"] = {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        }
+        gen.close()
+        print(json.dumps(report, indent=2))
+        return 0
 
     rag = rag_messages(1)
     rag_tokens = gen.prompt_tokens(rag)
