@@ -173,8 +173,8 @@ def register(app: typer.Typer) -> None:
                 from store.registry import Registry
                 from store.releases import open_release
 
-                rid = Registry.at(settings.lance_dir).resolve(release).id
-                reader = open_release(settings.lance_dir, rid)
+                rid = Registry.at(settings.index).resolve(release).id
+                reader = open_release(settings.index, rid)
             outcome = run_eval(
                 settings,
                 EvalOptions(

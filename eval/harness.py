@@ -224,9 +224,16 @@ def run_eval(
     try:
         if (options.url is None or want_answers) and embedder is None:
             from models.embedder import load_embedder
+            from models.variants import for_index
 
             t0 = time.perf_counter()
-            embedder = load_embedder(settings.embedder)
+            # a release scored in place: embed questions the way its chunks were embedded
+            bound = None
+            if reader is not None:
+                from store.records import read_index_meta
+
+                bound = read_index_meta(settings.index).get("embedder")
+            embedder = load_embedder(for_index(settings.embedder, bound))
             timings["load_embedder_s"] = time.perf_counter() - t0
 
         filters = None

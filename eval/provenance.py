@@ -71,7 +71,15 @@ def describe_models(
 
     out: dict[str, Any] = {}
     if embedder is not None:
-        entry: dict[str, Any] = {"name": embedder.name, "setting": settings.embedder.model}
+        from models.variants import variant_of
+
+        entry: dict[str, Any] = {
+            "name": embedder.name,
+            "setting": settings.embedder.model,
+            "variant": variant_of(embedder.name),
+        }
+        if getattr(embedder, "variant", None) == "int8":
+            entry["build"] = embedder.describe().get("path")
         if settings.embedder.model != "hash":
             try:
                 path = resolve_embedder(settings.embedder.model)

@@ -32,7 +32,8 @@ purge is refused while it runs. Before writing, the head is prepared
 a head holding a rejected, held or rolled-back release is restored to the live one. Nothing
 this run writes is served before it is promoted.
 
-The progress bar advances once per file as it is counted. ``summary.stages`` holds where the
+The progress (a bar, or JSON lines on stderr: ingest/progress.py) advances once per file as it
+is counted. ``summary.stages`` holds where the
 time went, in seconds: ``walk_s``, ``hash_s``, ``parse_wait_s`` (only the time spent waiting
 for the parsers), ``clean_s``, ``chunk_s``, ``embed_s``, ``write_s``, ``setup_s``,
 ``optimize_s`` (when something was written: fragments and the full-text index, see
@@ -53,7 +54,7 @@ from typing import TYPE_CHECKING
 
 from enclave.offline import enforce_offline
 from enclave.settings import Settings
-from ingest.changes import leave_snapshot, no_release, plan, unchanged_run
+from ingest.changes import Plan, leave_snapshot, no_release, plan, unchanged_run
 from ingest.embed import Embedding, LazyEmbedder
 from ingest.groups import Readers, parse_groups
 from ingest.produce import Producer
@@ -66,6 +67,7 @@ from models.embedder import Embedder
 from store.lock import WriterLock
 
 if TYPE_CHECKING:
+    from ingest.progress import IngestProgress, LineProgress
     from store.db import Store
     from store.releases import Releases
 
@@ -82,11 +84,22 @@ class _Run:
         embedder: Embedder | None,
         store: Store,
         readers: Readers,
-        progress: bool,
+        progress: bool | str,
         hooks: ReleaseHooks | None = None,
+        engine: str = "local",
+        ray_address: str | None = None,
+        force: frozenset[str] = frozenset(),
+        admit: frozenset[str] = frozenset(),
+        by: str = "",
     ) -> None:
         self.settings = settings
+        self.engine = engine
+        self.ray_address = ray_address
+        self.embedder = embedder
         self.hooks = hooks
+        self.force = force
+        self.admit = admit
+        self.by = by
         self.roots = roots
         self.prune = prune
         self.store = store
@@ -103,9 +116,39 @@ class _Run:
             "write_s": 0.0,
         }
         self.lazy = LazyEmbedder(settings, store, embedder)
+        if engine == "ray":
+            from ingest.ray_engine import whole_run
+
+            write_settings = whole_run(settings)  # the cluster's results: one write
+        else:
+            write_settings = settings
         self.writer = Writer(
-            settings, store, self.summary, self.stages, readers, lambda: self.lazy.name
+            write_settings, store, self.summary, self.stages, readers, lambda: self.lazy.name
         )
+
+    def _progress(self, walked: Plan) -> IngestProgress | LineProgress:
+        """The bar (``progress`` true or ``"bar"``), JSON lines on stderr (``"lines"``), or a
+        bar that shows nothing."""
+        from ingest.progress import IngestProgress, LineProgress
+
+        total = len(walked.decisions)
+        if self.show_progress == "lines":
+            work = [d for d in walked.decisions if d.must_hash or d.retry]
+            summary = self.summary
+
+            def stats() -> dict[str, int]:
+                return {
+                    "ingested": summary.ingested,
+                    "updated": summary.updated,
+                    "unchanged": summary.unchanged,
+                    "failed": len(summary.failed),
+                    "chunks_written": self.writer.chunks_written,
+                }
+
+            return LineProgress(
+                total=total, bytes_total=sum(d.file.size for d in work), stats=stats
+            )
+        return IngestProgress(enabled=bool(self.show_progress), total=total)
 
     def run(self) -> IngestSummary:
         t0 = time.perf_counter()
@@ -116,23 +159,47 @@ class _Run:
         was_dirty = releases.begin_writes()
         self.stages["release_s"] = time.perf_counter() - tr
         self.writer.remove_orphans()
-        signature = index_signature(self.store.path)
+        signature = index_signature(self.store.location)
         state = self.store.documents_state()
         self.stages["setup_s"] = time.perf_counter() - t0 - self.stages["release_s"]
         tw = time.perf_counter()
-        walked = plan(self.settings, self.roots, state)
+        walked = plan(self.settings, self.roots, state, self.force)
         self.stages["walk_s"] = time.perf_counter() - tw
         self.summary.files_seen = walked.files_seen
         self.summary.skipped_unsupported = walked.skipped.get("unsupported", 0)
+        self.summary.skipped = [{"path": s.path, "reason": s.reason} for s in walked.skips]
 
-        from ingest.progress import IngestProgress
-
-        with IngestProgress(enabled=self.show_progress, total=len(walked.decisions)) as bar:
+        with self._progress(walked) as bar:
             self.writer.tick = bar.advance
             self.writer.record_issues(walked.issues, state)
-            embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
-            with Producer(self.settings, walked.decisions, self.readers, self.stages) as producer:
-                embedding.drain(producer)
+            if self.engine == "ray":
+                from ingest.ray_engine import run_on_ray
+
+                self.summary.engine = run_on_ray(
+                    self.settings,
+                    walked.decisions,
+                    self.readers,
+                    self.stages,
+                    self.lazy,
+                    self.writer,
+                    self.embedder,
+                    self.ray_address,
+                    self.store.embedder_name,
+                    admit=self.admit,
+                    admitted_by=self.by,
+                )
+                self.writer.flush()
+            else:
+                embedding = Embedding(self.settings, self.lazy, self.writer, self.stages)
+                with Producer(
+                    self.settings,
+                    walked.decisions,
+                    self.readers,
+                    self.stages,
+                    admit=self.admit,
+                    admitted_by=self.by,
+                ) as producer:
+                    embedding.drain(producer)
             if self.prune:
                 self.writer.prune(state, walked.seen, self.roots)
         if self.readers.may_regroup:
@@ -194,8 +261,13 @@ def ingest_paths(
     embedder: Embedder | None = None,
     store: Store | None = None,
     groups: list[str] | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     hooks: ReleaseHooks | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    force: frozenset[str] = frozenset(),
+    admit: frozenset[str] = frozenset(),
+    by: str = "enclave ingest",
 ) -> IngestSummary:
     """Ingest files and folders into the index at ``settings.data_dir``, as a candidate
     release (promoted at once under ``release.auto_promote`` when it passes).
@@ -205,32 +277,52 @@ def ingest_paths(
     embedder and :class:`~store.lock.WriterBusyError` while another process writes to the
     index. Files that cannot be ingested do not raise: they are listed in ``summary.failed``
     with their reason and the run goes on. ``hooks`` lend the gate (``eval/``).
+
+    ``progress``: true (or ``"bar"``) shows a bar on stderr, ``"lines"`` writes JSON progress
+    lines to stderr (ingest/progress.py), false shows nothing.
+
+    ``engine``: ``"local"`` (the default: this process and its parser workers) or ``"ray"``
+    (parse, chunk and embed on a Ray cluster at ``ray_address``, default a local one started
+    for the run: ingest/ray_engine.py); the same rules, summary and releases either way.
+    ``force`` (document ids) are parsed again even when unchanged, ``admit`` (document ids)
+    are indexed whatever their parse-quality score, recorded in their rows as admitted by
+    ``by`` (``enclave quarantine retry|release``: ingest/quarantine.py).
     """
     enforce_offline()
+    if engine not in ("local", "ray"):
+        from enclave.errors import UsageError
+
+        raise UsageError(f"unknown ingest engine {engine!r}: local or ray")
     roots = check_roots(paths)
     checked = parse_groups(groups)
     from enclave.security.policy import AclPolicy
 
     policy = AclPolicy.load(settings.security.policy_file)  # ConfigError: exit code 2
-    with WriterLock(settings.lance_dir, "enclave ingest"):
-        if store is None:
+    with WriterLock(settings.index, by):
+        if store is None and not force:
             quick = unchanged_run(
                 settings, roots, prune=prune, groups=checked, policy=policy, embedder=embedder
             )
             if quick is not None:
                 write_last_ingest(settings, roots, quick)
                 return quick
+        if store is None:
             from store.db import Store
 
-            store = Store(settings.lance_dir)
+            store = Store(settings.index)
         run = _Run(
             settings,
             roots,
             prune=prune,
             embedder=embedder,
             store=store,
-            readers=Readers(policy, checked),
+            readers=Readers(policy, checked, tuple(roots)),
             progress=progress,
             hooks=hooks,
+            engine=engine,
+            ray_address=ray_address,
+            force=force,
+            admit=admit,
+            by=by,
         )
         return run.run()

@@ -47,7 +47,7 @@ def held_anywhere(store: Any, registry: Any, doc_ids: list[str]) -> bool:
     for rec in registry.records():
         if rec.state in (EXPIRED, SUPERSEDED):
             continue
-        view = IndexView(store.connection, store.path, rec.versions, rec.id)
+        view = IndexView(store.connection, store.location, rec.versions, rec.id)
         if view.documents_by_id(doc_ids):
             return True
     return False
@@ -82,9 +82,9 @@ def purge(
     from store.registry import Registry
 
     ids = resolve_targets(target)
-    with WriterLock(settings.lance_dir, by):
-        store = Store(settings.lance_dir)
-        registry = Registry.at(settings.lance_dir)
+    with WriterLock(settings.index, by):
+        store = Store(settings.index)
+        registry = Registry.at(settings.index)
         if not held_anywhere(store, registry, ids):
             raise NotFoundError(f"no release holds a document {target[:200]!r}")
         result = purge_documents(store, registry, ids)

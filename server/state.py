@@ -72,7 +72,11 @@ class AppState:
         self.security = security
         self._generator = generator
         self._embedder = embedder
-        self._index: LiveIndex | None = None if store is None else LiveIndex(store.path)
+        self._index: LiveIndex | None = None if store is None else LiveIndex(store.location)
+        # where the index lives is checked before anything binds: a bad store.uri, missing
+        # credentials or an unreachable bucket stop start-up with a clear message
+        self._location = settings.index if store is None else store.location
+        self._location.check()
         self._owned: list[Generator] = []
         self.services: Services | None = None
         self.error: str | None = None
@@ -110,11 +114,15 @@ class AppState:
         started = time.monotonic()
         try:
             if self._index is None:
-                self._index = LiveIndex(self.settings.lance_dir)
+                self._index = LiveIndex(self._location)
             if self._embedder is None:
                 from models.embedder import load_embedder
+                from models.variants import for_index
 
-                self._embedder = load_embedder(self.settings.embedder)
+                # under variant "auto" the index's recorded variant: queries are embedded
+                # the way its chunks were
+                bound = self._index.embedder_name
+                self._embedder = load_embedder(for_index(self.settings.embedder, bound))
             if self._generator is None:
                 from models.generator import load_generator
 
@@ -141,11 +149,12 @@ class AppState:
         assert index is not None and embedder is not None and generator is not None
         bound = index.embedder_name
         if bound is not None and (bound != embedder.name or index.dimension != embedder.dimension):
-            raise EmbedderMismatchError(
-                f"the index at {index.path} was built with embedder {bound} "
-                f"(dimension {index.dimension}), but the server loaded {embedder.name} "
-                f"(dimension {embedder.dimension}); serve it with the same embedder"
-            )
+            from models.variants import mismatch_message
+
+            message = mismatch_message(bound, embedder.name, where=str(index.path))
+            if index.dimension != embedder.dimension:
+                message += f" (dimensions: index {index.dimension}, embedder {embedder.dimension})"
+            raise EmbedderMismatchError(message)
         from server.prometheus import ReleaseCollector
 
         self.metrics.registry.register(ReleaseCollector(index))

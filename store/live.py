@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from store.location import IndexLocation, locate
 from store.reader import TableReader
 from store.records import read_index_meta
 from store.registry import LivePointer, Registry
@@ -35,14 +36,16 @@ CHECK_S = 0.5
 class LiveIndex:
     """The live release of the index at ``lance_dir``, for a server's requests."""
 
-    def __init__(self, lance_dir: Path | str, *, check_s: float = CHECK_S) -> None:
-        import lancedb
-
-        self.path = Path(lance_dir)
-        self.path.mkdir(parents=True, exist_ok=True)
+    def __init__(self, lance_dir: IndexLocation | Path | str, *, check_s: float = CHECK_S) -> None:
+        #: where the index lives (a local folder or an s3:// prefix)
+        self.location = locate(lance_dir)
+        self.location.check()
+        #: the local folder of the index, or this host's side folder of a remote one
+        self.path = self.location.local_root
         self.check_s = check_s
-        self.registry = Registry.at(self.path)
-        self._db: Any = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
+        self.registry = Registry.at(self.location)
+        self._db: Any = self.location.connect(timedelta(0))
+        self._meta: dict[str, Any] = {}
         self._view: TableReader = EMPTY
         self._pointer: LivePointer | None = None
         self._stamp: tuple[int, int, int] | None = None
@@ -72,7 +75,10 @@ class LiveIndex:
         return self._db
 
     def meta(self) -> dict[str, Any]:
-        return read_index_meta(self.path)
+        """The index's embedder binding (read once it exists: it never changes after)."""
+        if not self._meta:
+            self._meta = read_index_meta(self.location)
+        return self._meta
 
     @property
     def embedder_name(self) -> str | None:
@@ -91,19 +97,27 @@ class LiveIndex:
             return  # another thread is looking: serve the current view meanwhile
         try:
             self._checked = time.monotonic()
-            stamp = self.registry.live_stamp()
-            if stamp is None:
-                self._adopt()
+            try:
                 stamp = self.registry.live_stamp()
                 if stamp is None:
+                    self._adopt()
+                    stamp = self.registry.live_stamp()
+                    if stamp is None:
+                        return
+                if stamp == self._stamp:
                     return
-            if stamp == self._stamp:
+                pointer = self.registry.live()
+            except Exception as exc:  # the object store did not answer: keep the current view
+                if force and self._pointer is None:
+                    raise
+                log.warning("cannot read the live pointer of %s: %s", self.location, exc)
                 return
-            pointer = self.registry.live()
             if pointer is None:
                 return
             try:
-                view = IndexView(self._db, self.path, pointer.versions, pointer.release)
+                view = IndexView(
+                    self._db, self.location, pointer.versions, pointer.release, meta=self.meta()
+                )
             except Exception as exc:  # versions not readable (yet): keep serving the old one
                 log.warning("cannot open release %s: %s", pointer.release, exc)
                 return
@@ -114,14 +128,14 @@ class LiveIndex:
 
     def _adopt(self) -> None:
         """Adopt an index written before releases, unless a writer is busy (it will)."""
-        if self.registry.ids() or not (self.path / "documents.lance").is_dir():
+        if self.registry.ids() or "documents" not in self._db.list_tables().tables:
             return
         from store.db import Store
         from store.lock import WriterBusyError, WriterLock
         from store.releases import Releases
 
         try:
-            with WriterLock(self.path, "enclave serve (adopting the index)"):
-                Releases(Store(self.path)).adopt()
+            with WriterLock(self.location, "enclave serve (adopting the index)"):
+                Releases(Store(self.location)).adopt()
         except WriterBusyError:
             return

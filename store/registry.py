@@ -33,9 +33,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from enclave.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from store.location import IndexLocation
 
 REGISTRY_DIR = "_enclave"
 LIVE_FILE = "live.json"
@@ -222,8 +225,10 @@ class Registry:
         self.files = files
 
     @classmethod
-    def at(cls, lance_dir: Path | str) -> Registry:
-        return cls(LocalFiles(Path(lance_dir) / REGISTRY_DIR))
+    def at(cls, lance_dir: IndexLocation | Path | str) -> Registry:
+        from store.location import locate
+
+        return cls(locate(lance_dir).files(REGISTRY_DIR))
 
     # ------------------------------------------------------------------ records
     def ids(self) -> list[str]:

@@ -81,7 +81,7 @@ class Releases:
 
     def __init__(self, store: Store, registry: Registry | None = None) -> None:
         self.store = store
-        self.registry = registry or Registry.at(store.path)
+        self.registry = registry or Registry.at(store.location)
 
     # -------------------------------------------------------------------- reading
     def view(self, record: ReleaseRecord) -> IndexView:
@@ -91,13 +91,13 @@ class Releases:
                 f"release {record.id} is no longer retained ({record.state}); its data was "
                 "cleaned up (release.keep)"
             )
-        return IndexView(self.store.connection, self.store.path, record.versions, record.id)
+        return IndexView(self.store.connection, self.store.location, record.versions, record.id)
 
     def live_view(self) -> TableReader:
         live = self.registry.live()
         if live is None:
             return EMPTY
-        return IndexView(self.store.connection, self.store.path, live.versions, live.release)
+        return IndexView(self.store.connection, self.store.location, live.versions, live.release)
 
     def counts(self, reader: TableReader) -> dict[str, int]:
         """Documents by status and chunks, counted on ``reader``'s tables."""
@@ -319,9 +319,10 @@ def open_release(
 ) -> IndexView:
     """The pinned view of release ``rid`` for a reader (lineage, diff), without the writer's
     head: NotFoundError for an unknown id, ReleaseGoneError when it is no longer retained."""
-    from pathlib import Path
+    from store.location import locate
 
-    registry = registry or Registry.at(lance_dir)
+    location = locate(lance_dir)
+    registry = registry or Registry.at(location)
     rec = registry.get(rid)
     if rec.state in (EXPIRED, SUPERSEDED):
         raise ReleaseGoneError(
@@ -329,7 +330,5 @@ def open_release(
             "(release.keep)"
         )
     if connection is None:
-        import lancedb
-
-        connection = lancedb.connect(str(lance_dir))
-    return IndexView(connection, Path(lance_dir), rec.versions, rec.id)
+        connection = location.connect()
+    return IndexView(connection, location, rec.versions, rec.id)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from store.location import IndexLocation, locate
 from store.reader import TableReader
 from store.records import read_index_meta
 
@@ -28,11 +29,14 @@ class IndexView(TableReader):
     def __init__(
         self,
         connection: Any,
-        lance_dir: Path | str,
+        lance_dir: IndexLocation | Path | str,
         versions: Mapping[str, int | None],
         release_id: str | None,
+        *,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
-        self.path = Path(lance_dir)
+        self.location = locate(lance_dir)
+        self.path = self.location.local_root
         self.release_id = release_id
         self.versions: dict[str, int | None] = {
             DOCUMENTS: versions.get(DOCUMENTS),
@@ -40,7 +44,9 @@ class IndexView(TableReader):
         }
         self._docs = _pinned(connection, DOCUMENTS, self.versions[DOCUMENTS])
         self._chunks_table = _pinned(connection, CHUNKS, self.versions[CHUNKS])
-        self._dimension = read_index_meta(self.path).get("dimension")
+        if meta is None:
+            meta = read_index_meta(self.location)
+        self._dimension = meta.get("dimension")
 
     def _documents(self) -> Any | None:
         return self._docs

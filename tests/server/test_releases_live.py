@@ -27,7 +27,13 @@ from store.releases import Releases
 from tests.server.conftest import Live, live_server
 
 EMB = HashEmbedder()
-VOCAB = [f"{a}{b}" for a in ("kel", "mor", "tas", "vin", "dul", "pex") for b in range(40)]
+# made-up words that read as words (letters, vowels): the parse-quality check admits them
+VOCAB = [
+    a + b + c
+    for a in ("kel", "mor", "tas", "vin", "dul", "pex")
+    for b in ("a", "e", "i", "o")
+    for c in ("ban", "dor", "fin", "gul", "lem", "nor", "pas", "rit", "sul", "tov")
+]
 
 
 def text_for(name: str, version: str) -> str:
