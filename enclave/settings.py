@@ -215,6 +215,37 @@ class RetrievalSettings(_Section):
     )
 
 
+class AnswerSettings(_Section):
+    """How an answer is made from the retrieved passages (docs/api.md, "Answer modes")."""
+
+    mode: Literal["auto", "extract", "generate"] = Field(
+        default="auto",
+        description="extract: the best sentences of the passages, quoted and cited, no model "
+        "call; generate: the model answers from the best sentences and only what the support "
+        "rule verifies is kept (the extract when nothing is); auto: extract with a model "
+        "under 1B parameters (the bundled 135M one), generate with a larger one",
+    )
+    quotes: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="sentences an extractive answer quotes (and facts "
+        "a generated answer is written from)",
+    )
+    top_k: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="passages whose sentences an answer is made "
+        "from (a request's top_k overrides it; retrieval.top_k is /v1/search's default)",
+    )
+    abstain_on_absent_terms: bool = Field(
+        default=True,
+        description='say "I don\'t know" when the question names a distinctive term '
+        "(identifier, option, code, product name) that no retrieved passage contains",
+    )
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -226,8 +257,9 @@ class ServerSettings(_Section):
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     attribute_sentences: bool = Field(
         default=True,
-        description="match each answer sentence the model left without a citation marker to "
-        "the source that supports it (listed apart from the model's own citations)",
+        description="generate mode: a sentence the model left without a citation marker (or "
+        "with a wrong one) is kept when the support rule finds it supported by another given "
+        "fact, cited as that fact; false = such sentences are dropped",
     )
 
 
@@ -399,6 +431,7 @@ class Settings(BaseSettings):
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)

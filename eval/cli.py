@@ -77,6 +77,8 @@ def print_summary(outcome: Any) -> None:
         f"{_fmt(info.get('search_seconds'))} s; CPU {_fmt(info.get('cpu_seconds'))} s)",
         highlight=False,
     )
+    if report.get("answer_mode"):
+        console.print(f"answers made by: {report['answer_mode']}", highlight=False)
     for w in report.get("warnings") or []:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     if outcome.gate is not None:

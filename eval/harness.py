@@ -206,7 +206,7 @@ def run_eval(
     scored = [q for q in queries if q.id in dataset.qrels]
     want_answers = not options.no_answers and options.answers > 0
 
-    from eval.answers import score_answers
+    from eval.answers import answer_modes, score_answers
     from eval.index import DocMapper, EvalIndex, build_index
     from eval.runner import (
         AnswerSample,
@@ -413,6 +413,7 @@ def run_eval(
         "seed": options.seed,
         "top_k": options.top_k,
         "answers_requested": 0 if not want_answers else options.answers,
+        "answer_mode": answer_modes(answer_rows),
         "limit_queries": options.limit_queries,
         "dataset": dataset.describe(),
         "settings": settings.model_dump(mode="json"),
