@@ -18,6 +18,7 @@ manuals (R) scored 14/18 and 3/3 follow-ups with them.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 #: units an extractive answer quotes
 QUOTES = 3
+#: a word, for the one-word rule of :func:`pick`
+_WORD = re.compile(r"\w+")
 #: units shorter than this are no answer ("See below.")
 MIN_UNIT_CHARS = 8
 
@@ -259,12 +262,16 @@ def score_units(
 
 
 def pick(ranked: Sequence[Scored], quotes: int = QUOTES) -> list[Scored]:
-    """The units the answer leads with: the best ``quotes`` of distinct text."""
+    """The units the answer leads with: the best ``quotes`` of distinct text. After the first,
+    a unit of a single word (a bare heading such as "Containers.") is not quoted: it states
+    nothing on its own."""
     chosen: list[Scored] = []
     for c in ranked:
         if len(chosen) >= quotes:
             break
         if any(squash(c.unit.text) == squash(d.unit.text) for d in chosen):
+            continue
+        if chosen and len(_WORD.findall(c.unit.text)) < 2:
             continue
         chosen.append(c)
     return chosen

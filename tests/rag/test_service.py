@@ -209,3 +209,23 @@ def test_search_only_service_quotes_but_cannot_generate(tmp_path: Path) -> None:
     assert _rag(tmp_path, None).answer(FALCON).quotes
     with pytest.raises(ModelNotAvailableError, match="no generator"):
         _rag(tmp_path, None, mode="generate").answer(FALCON)
+
+
+def test_a_bare_heading_is_not_quoted_after_the_first_quote() -> None:
+    from rag.extract import Scored, pick
+    from rag.units import Unit
+
+    def scored(text: str, score: float) -> Scored:
+        return Scored(Unit(text, "", "sentence", 0, 0, 0), source=1, score=score)
+
+    ranked = [
+        scored("The image runs as uid 10001.", 0.9),
+        scored("Containers.", 0.8),
+        scored("It keeps its index in /data.", 0.7),
+    ]
+    assert [c.unit.text for c in pick(ranked, 2)] == [
+        "The image runs as uid 10001.",
+        "It keeps its index in /data.",
+    ]
+    # the best unit is quoted whatever its length: it is what the passages have
+    assert [c.unit.text for c in pick(ranked[1:2], 2)] == ["Containers."]
