@@ -262,15 +262,17 @@ def score_units(
 
 
 def pick(ranked: Sequence[Scored], quotes: int = QUOTES) -> list[Scored]:
-    """The units the answer leads with: the best ``quotes`` of distinct text. After the first,
+    """The units the answer leads with: the best ``quotes`` of distinct text (a unit already
+    quoted within a longer one is skipped: a chunk cut mid-sentence). After the first,
     a unit of a single word (a bare heading such as "Containers.") is not quoted: it states
     nothing on its own."""
     chosen: list[Scored] = []
     for c in ranked:
         if len(chosen) >= quotes:
             break
-        if any(squash(c.unit.text) == squash(d.unit.text) for d in chosen):
-            continue
+        text = squash(c.unit.text).strip(" ,;:.")
+        if any(text in squash(d.unit.text) for d in chosen):
+            continue  # already quoted, whole or as part of a longer quote
         if chosen and len(_WORD.findall(c.unit.text)) < 2:
             continue
         chosen.append(c)

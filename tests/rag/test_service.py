@@ -211,7 +211,7 @@ def test_search_only_service_quotes_but_cannot_generate(tmp_path: Path) -> None:
         _rag(tmp_path, None, mode="generate").answer(FALCON)
 
 
-def test_a_bare_heading_is_not_quoted_after_the_first_quote() -> None:
+def test_a_bare_heading_or_a_repeated_fragment_is_not_quoted_again() -> None:
     from rag.extract import Scored, pick
     from rag.units import Unit
 
@@ -221,6 +221,8 @@ def test_a_bare_heading_is_not_quoted_after_the_first_quote() -> None:
     ranked = [
         scored("The image runs as uid 10001.", 0.9),
         scored("Containers.", 0.8),
+        scored("The image runs as uid 10001.", 0.85),
+        scored("as uid 10001.", 0.8),
         scored("It keeps its index in /data.", 0.7),
     ]
     assert [c.unit.text for c in pick(ranked, 2)] == [
