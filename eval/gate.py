@@ -38,6 +38,7 @@ ANSWER_METRICS = (
     "groundedness",
     "citation_validity",
     "cited_answer_rate",
+    "supported_citation_rate",
     "abstention_rate",
     "source_hit_rate",
     "latency_first_token_p50_s",

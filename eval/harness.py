@@ -206,7 +206,7 @@ def run_eval(
     scored = [q for q in queries if q.id in dataset.qrels]
     want_answers = not options.no_answers and options.answers > 0
 
-    from eval.answers import score_answers
+    from eval.answers import answer_modes, score_answers
     from eval.index import DocMapper, EvalIndex, build_index
     from eval.runner import (
         AnswerSample,
@@ -224,9 +224,19 @@ def run_eval(
     try:
         if (options.url is None or want_answers) and embedder is None:
             from models.embedder import load_embedder
+            from models.variants import for_index
 
             t0 = time.perf_counter()
-            embedder = load_embedder(settings.embedder)
+            # a release scored in place: embed questions the way its chunks were embedded
+            bound = None
+            if reader is not None:
+                from store.records import read_index_meta
+
+                # the reader's own table set (store/sets.py), else the index's root set
+                bound = getattr(reader, "embedder_name", None) or read_index_meta(
+                    settings.index
+                ).get("embedder")
+            embedder = load_embedder(for_index(settings.embedder, bound))
             timings["load_embedder_s"] = time.perf_counter() - t0
 
         filters = None
@@ -403,6 +413,7 @@ def run_eval(
         "seed": options.seed,
         "top_k": options.top_k,
         "answers_requested": 0 if not want_answers else options.answers,
+        "answer_mode": answer_modes(answer_rows),
         "limit_queries": options.limit_queries,
         "dataset": dataset.describe(),
         "settings": settings.model_dump(mode="json"),

@@ -117,7 +117,7 @@ class EvalIndex:
         """The evaluation index's live release (its ingest runs promote at once)."""
         from store.registry import Registry
 
-        live = Registry.at(self.store.path).live()
+        live = Registry.at(self.store.location).live()
         return None if live is None else live.release
 
 
@@ -148,11 +148,14 @@ def build_index(
     key = index_key(dataset, settings, embedder.name)
     root = Path(settings.data_dir).resolve() / "eval" / key
     root.mkdir(parents=True, exist_ok=True)
-    from enclave.settings import ReleaseSettings
+    from enclave.settings import ReleaseSettings, StoreSettings
 
     # its own releases promote at once: no golden set, no rails (a new corpus is a new index)
     plain = ReleaseSettings(max_removed_share=1.0, max_failure_jump=1.0)
-    eval_settings = settings.model_copy(update={"data_dir": root, "release": plain})
+    # ... and it stays on this host's disk, wherever the served index lives
+    eval_settings = settings.model_copy(
+        update={"data_dir": root, "release": plain, "store": StoreSettings()}
+    )
     if dataset.kind == "jsonl":
         corpus_dir = root / "corpus"
         exact = _write_corpus_files(dataset, corpus_dir)

@@ -71,8 +71,18 @@ def describe_models(
 
     out: dict[str, Any] = {}
     if embedder is not None:
-        entry: dict[str, Any] = {"name": embedder.name, "setting": settings.embedder.model}
-        if settings.embedder.model != "hash":
+        from models.variants import variant_of
+
+        entry: dict[str, Any] = {
+            "name": embedder.name,
+            "setting": settings.embedder.model,
+            "variant": variant_of(embedder.name),
+        }
+        if getattr(embedder, "variant", None) == "int8":
+            entry["build"] = embedder.describe().get("path")
+        from models.embedder import is_hash_model
+
+        if not is_hash_model(settings.embedder.model):
             try:
                 path = resolve_embedder(settings.embedder.model)
                 entry["path"] = str(path)

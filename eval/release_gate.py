@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from store.records import DocumentRecord
     from store.registry import ReleaseRecord
     from store.releases import Releases
+    from store.view import IndexView
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,9 @@ def gate_release(
         from enclave.native import preload_generator_runtime
 
         preload_generator_runtime()
-    outcome = run_eval(settings, options, embedder=embedder, reader=releases.view(rec))
+    view = releases.view(rec)
+    settings, embedder = _release_embedder(settings, view, embedder)
+    outcome = run_eval(settings, options, embedder=embedder, reader=view)
     gate = outcome.gate
     return GateVerdict(
         passed=gate is None or gate.passed,
@@ -69,6 +72,31 @@ def gate_release(
         report=str(outcome.paths["json"]),
         seconds=time.perf_counter() - started,
     )
+
+
+def _release_embedder(
+    settings: Settings, view: IndexView, embedder: Embedder | None
+) -> tuple[Settings, Embedder | None]:
+    """The embedder questions are embedded with: the one the release's tables were built with
+    (a re-index may have used another model than the configured one, store/sets.py)."""
+    from enclave.settings import EmbedderSettings
+
+    name = view.embedder_name
+    built = (view.meta.get("build") or {}).get("embedder")
+    if name is None or (embedder is not None and embedder.name == name):
+        return settings, embedder
+    if not isinstance(built, dict):
+        return settings, embedder
+    own = settings.embedder
+    from models.variants import for_index
+
+    spec = EmbedderSettings.model_validate(
+        {**built, "device": own.device, "threads": own.threads, "cache_dir": own.cache_dir}
+    )
+    spec = for_index(spec, name)  # the variant the tables' embedder name records
+    if embedder is None and spec.model == own.model and for_index(own, name) == spec:
+        return settings, None
+    return settings.model_copy(update={"embedder": spec}), None
 
 
 def _purged(source: str | None, paths: list[str]) -> bool:

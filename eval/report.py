@@ -190,6 +190,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- mode: {report.get('mode')}" + (f" ({report.get('url')})" if report.get("url") else ""),
         f"- release scored: {report.get('release') or '-'}",
         f"- seed: {report.get('seed')}, depth (top-k documents): {report.get('top_k')}",
+        f"- answers made by: {report.get('answer_mode') or '-'}",
         f"- embedder: {((report.get('models') or {}).get('embedder') or {}).get('name')}",
         f"- generator: {((report.get('models') or {}).get('generator') or {}).get('name')}",
         f"- enclave {report.get('enclave_version')}",

@@ -78,18 +78,20 @@ def retrieve_local(
     filters: SearchFilters | None = None,
 ) -> RetrievalRun:
     """Rank every query exactly as the server does (``rag.retrieval.Retriever``, with the
-    server's retrieval settings and ``chunk_depth`` hits), then map the hits to corpus ids.
-    ``filters`` (a key's groups, ``--as-key``) go to the store as its prefilter."""
+    server's retrieval settings and ``chunk_depth`` hits; a follow-up with its history, as
+    the answer stage retrieves it), then map the hits to corpus ids. ``filters`` (a key's
+    groups, ``--as-key``) go to the store as its prefilter."""
+    from rag.conversation import conversation_of
     from rag.retrieval import Retriever
 
     n_chunks = chunk_depth(settings, depth)
     retriever = Retriever(settings, store, embedder)
     t0 = time.perf_counter()
     c0 = time.process_time()
-    texts = [q.text for q in queries]
+    asks = [conversation_of(q.messages()) for q in queries]
     phases: dict[str, float] = {}
     results = retriever.retrieve_many(
-        texts, top_k=n_chunks, filters=filters, threads=threads, advance=advance, timings=phases
+        asks, top_k=n_chunks, filters=filters, threads=threads, advance=advance, timings=phases
     )
     seconds = time.perf_counter() - t0
     unmapped = 0
@@ -205,9 +207,14 @@ def retrieve_http(
     """``POST /v1/search`` for each query; hits map to corpus ids by their ``source``."""
     unmapped = 0
 
+    from rag.conversation import conversation_of
+
     def one(q: Query) -> list[str]:
         nonlocal unmapped
-        data = client.post("/v1/search", {"query": q.text, "top_k": chunks_per_query})
+        # a follow-up is searched with its condensed query (the server's answer stage also
+        # searches the new turn alone, which /v1/search cannot be told)
+        query = conversation_of(q.messages()).query
+        data = client.post("/v1/search", {"query": query, "top_k": chunks_per_query})
         ids = [mapper(str(h.get("source") or "")) for h in data.get("results") or []]
         unmapped += sum(1 for d in ids if d is None)
         return dedupe_ranking(ids)[:depth]
@@ -254,6 +261,8 @@ class AnswerSample:
     source_docs: list[str | None] = field(default_factory=list)
     first_token_s: float | None = None
     total_s: float | None = None
+    #: how the answer was made: "extract" or "generate" ("" when unknown)
+    mode: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str = ""
@@ -312,6 +321,7 @@ def answer_local(
         sample.total_s = time.perf_counter() - t0
         return sample
     sample.text = answer.text
+    sample.mode = str(getattr(answer, "mode", "") or "")
     sample.verified = list(answer.verified)
     sample.removed = list(answer.removed)
     sample.abstained = bool(answer.abstained)
@@ -413,3 +423,4 @@ def apply_http_answer(
     if isinstance(meta.get("removed"), list):
         sample.removed = [int(x) for x in meta["removed"]]
     sample.abstained = bool(meta.get("abstained", False))
+    sample.mode = str(meta.get("mode") or "")

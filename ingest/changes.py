@@ -34,8 +34,14 @@ from typing import TYPE_CHECKING
 from enclave.settings import Settings
 from ingest.snapshot import index_signature, live_release, load_snapshot, write_snapshot
 from ingest.summary import IngestSummary
-from ingest.walk import WalkedFile, WalkIssue, is_under, walk
-from store.records import STATUS_FAILED, STATUS_OK, DocumentRecord, read_index_meta
+from ingest.walk import WalkedFile, WalkIssue, WalkItem, WalkSkip, is_under, walk
+from store.records import (
+    STATUS_FAILED,
+    STATUS_OK,
+    DocumentRecord,
+    fs_path,
+    read_index_meta,
+)
 
 if TYPE_CHECKING:
     from enclave.security.policy import AclPolicy
@@ -43,7 +49,7 @@ if TYPE_CHECKING:
     from store.db import Store
 
 #: failures whose cause may have gone away without the file changing
-RETRY_MARKERS = ("timed out", "permission denied", "file not found")
+RETRY_MARKERS = ("timed out", "permission denied", "file not found", "incomplete: its chunks")
 
 
 def retryable(error: str) -> bool:
@@ -83,19 +89,33 @@ class Plan:
     seen: set[str] = field(default_factory=set)
     #: files left out, by reason ("unsupported", ...)
     skipped: dict[str, int] = field(default_factory=dict)
+    #: entries left out on purpose, each with its reason (links out of the roots, FIFOs, ...)
+    skips: list[WalkSkip] = field(default_factory=list)
 
     @property
     def files_seen(self) -> int:
         return len(self.decisions) + sum(1 for i in self.issues if i.is_file)
 
 
-def plan(settings: Settings, roots: list[str], state: dict[str, DocumentRecord]) -> Plan:
-    """Walk ``roots`` and decide each file against its stored row in ``state``."""
+def plan(
+    settings: Settings,
+    roots: list[str],
+    state: dict[str, DocumentRecord],
+    force: frozenset[str] = frozenset(),
+) -> Plan:
+    """Walk ``roots`` and decide each file against its stored row in ``state``; the documents
+    in ``force`` (ids) are parsed again whatever their row says (``enclave quarantine``)."""
     out = Plan()
     for item in walk_supported(settings, roots, out.skipped):
+        if isinstance(item, WalkSkip):
+            out.skips.append(item)
+            continue
         out.seen.add(item.path)
         if isinstance(item, WalkIssue):
             out.issues.append(item)
+            continue
+        if item.doc_id in force:
+            out.decisions.append(Decision(item, state.get(item.path), must_hash=True, retry=True))
             continue
         out.decisions.append(decide(item, state.get(item.path), rehash=settings.ingest.rehash))
     return out
@@ -103,9 +123,10 @@ def plan(settings: Settings, roots: list[str], state: dict[str, DocumentRecord])
 
 def walk_supported(
     settings: Settings, roots: list[str], skipped: dict[str, int]
-) -> Iterator[WalkedFile | WalkIssue]:
+) -> Iterator[WalkItem]:
     """The files of a run: under ``roots``, of a supported format, through the include and
-    exclude globs (``skipped`` counts the rest by reason)."""
+    exclude globs (``skipped`` counts the rest by reason), links out of the roots followed
+    only under ``ingest.follow_external_links``."""
     from ingest.parse import SUPPORTED_EXTENSIONS
 
     ing = settings.ingest
@@ -115,31 +136,36 @@ def walk_supported(
         exclude=ing.exclude,
         extensions=SUPPORTED_EXTENSIONS,
         skipped=skipped,
+        follow_external_links=ing.follow_external_links,
     )
 
 
-def expected_embedder_name(settings: Settings) -> str | None:
-    """The identity the configured embedder will have, found without loading it (None when
-    it cannot be told cheaply; the index is then checked when the embedder loads)."""
+def expected_embedder_name(settings: Settings, bound: str | None = None) -> str | None:
+    """The identity the configured embedder will have on an index bound to ``bound`` (None: a
+    new index), found without loading it (None when it cannot be told cheaply; the index is
+    then checked when the embedder loads). Under ``embedder.variant = "auto"`` the variant is
+    the one ``bound`` records (models/variants.py)."""
     model = settings.embedder.model
-    if model == "hash":
-        from models.embedder import HashEmbedder
+    from models.embedder import HashEmbedder, hash_dimension, is_hash_model
 
-        return HashEmbedder().name
+    if is_hash_model(model):
+        return HashEmbedder(dimension=hash_dimension(model)).name
     from models.bundled import resolve_embedder
 
     path = resolve_embedder(model)  # ConfigError when the model is not installed
     try:
         from models import embedder as embedder_module
+        from models.variants import resolve_variant, variant_name
 
         identity: str = embedder_module._model_identity(str(path))
+        return variant_name(identity, resolve_variant(settings.embedder, bound))
     except Exception:  # the identity helper changed: fall back to the check at load time
         return None
-    return identity
 
 
 def same_embedder(bound: str, expected: str) -> bool:
-    """Names are ``label@fingerprint``; the fingerprint (config and weight sizes) decides."""
+    """Names are ``label@fingerprint[+variant]``; the fingerprint (config and weight sizes)
+    and the variant (``+int8-onnx-v1``, none for fp32) decide, not the label."""
     return bound.rsplit("@", 1)[-1] == expected.rsplit("@", 1)[-1]
 
 
@@ -157,11 +183,14 @@ def unchanged_run(
     if settings.ingest.rehash or groups is not None or policy.rules:
         return None
     t0 = time.perf_counter()
-    snapshot = load_snapshot(settings.data_dir, settings.lance_dir)
+    from store.sets import active_tables, set_location
+
+    tables = set_location(settings.index, active_tables(settings.index))
+    snapshot = load_snapshot(settings.data_dir, settings.index, tables)
     if snapshot is None:
         return None
-    bound = str(read_index_meta(settings.lance_dir).get("embedder") or "")
-    expected = embedder.name if embedder is not None else expected_embedder_name(settings)
+    bound = str(read_index_meta(tables).get("embedder") or "")
+    expected = embedder.name if embedder is not None else expected_embedder_name(settings, bound)
     if not bound or (expected and not same_embedder(bound, expected)):
         return None  # the full path explains the mismatch
     setup_s = time.perf_counter() - t0
@@ -170,6 +199,9 @@ def unchanged_run(
     seen: set[str] = set()
     skipped: dict[str, int] = {}
     for item in walk_supported(settings, roots, skipped):
+        if isinstance(item, WalkSkip):
+            summary.skipped.append({"path": item.path, "reason": item.reason})
+            continue
         if isinstance(item, WalkIssue):
             return None
         entry = snapshot.docs.get(item.path)
@@ -180,7 +212,7 @@ def unchanged_run(
         if entry.status != STATUS_OK:
             summary.previously_failed += 1
     if prune and any(
-        path not in seen and any(is_under(path, r) for r in roots) and not os.path.exists(path)
+        path not in seen and any(is_under(path, r) for r in roots) and not _surely_exists(path)
         for path in snapshot.docs
     ):
         return None
@@ -205,6 +237,13 @@ def no_release(live: str | None) -> dict[str, object]:
     }
 
 
+def _surely_exists(key: str) -> bool:
+    """Whether the file of a stored key exists. An escaped key (a name that is not UTF-8,
+    store.records.path_key) can be read two ways and the snapshot has no document ids to tell
+    them apart: such a doubt answers False, so the full path decides."""
+    return fs_path(key) == key and os.path.exists(key)
+
+
 def leave_snapshot(
     settings: Settings,
     store: Store,
@@ -214,11 +253,11 @@ def leave_snapshot(
     the rows read at the start when nothing was written (``read``), else read again. It is
     written only when the index did not move while its rows were read."""
     if read is None:
-        signature = index_signature(store.path)
+        signature = index_signature(store.location)
         state = store.documents_state()
     else:
         signature, state = read
-    if signature is not None and index_signature(store.path) == signature:
+    if signature is not None and index_signature(store.location) == signature:
         write_snapshot(
-            settings.data_dir, signature, state, retryable, live=live_release(store.path)
+            settings.data_dir, signature, state, retryable, live=live_release(store.root)
         )

@@ -16,13 +16,19 @@ Rules:
 
 ``Chunk.text`` is exactly ``full_text[char_start:char_end]`` (the stored, cited text); the
 heading path is stored beside it.
+
+Chunks are cut as they are taken (:meth:`Chunker.iter_chunks`, :class:`ChunkStream`): a
+section is tokenized in blocks and only a window of its tokens is held, so memory does not
+grow with a section's size; a :class:`ChunkStream` stops at a document's chunk cap and says
+where.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ingest.clean import CleanDocument
@@ -32,6 +38,9 @@ from models.embedder import Embedder
 #: embedder token spans longer than this many characters (an unknown-token blob such as a long
 #: hash or base64 run) are counted as several pseudo-tokens, so chunks stay short in characters
 MAX_TOKEN_CHARS = 12
+#: a section is tokenized in blocks of about this many characters (cut at a space when one
+#: lies in the block's second half), so a huge section is never tokenized in one piece
+TOKENIZE_BLOCK_CHARS = 1 << 16
 #: the heading prefix may use at most this share of the embedder's window
 PREFIX_SHARE = 4
 HEADING_JOINER = " > "
@@ -134,9 +143,16 @@ class Chunker:
 
     # ------------------------------------------------------------------- chunks
     def chunk(self, doc: CleanDocument, doc_id: str) -> list[Chunk]:
+        """Every chunk of ``doc``, in order."""
+        return list(self.iter_chunks(doc, doc_id))
+
+    def iter_chunks(self, doc: CleanDocument, doc_id: str) -> Iterator[Chunk]:
+        """The chunks of ``doc`` in order, cut as they are taken: a section is tokenized in
+        blocks of :data:`TOKENIZE_BLOCK_CHARS` characters and only the tokens of the chunk
+        being cut are held, so a huge section costs no more memory than a small one."""
         full = doc.text
         starts = [s for s, _ in doc.spans]
-        out: list[Chunk] = []
+        ordinal = 0
         for group in sections(doc.elements):
             first = doc.elements[group[0]]
             heading = next(
@@ -150,43 +166,52 @@ class Chunker:
                 idx = bisect.bisect_right(starts, cs) - 1
                 page = doc.elements[max(idx, 0)].page
                 body = full[cs:ce]
-                out.append(
-                    Chunk(
-                        doc_id=doc_id,
-                        ordinal=len(out),
-                        text=body,
-                        embed_text=prefix + body,
-                        char_start=cs,
-                        char_end=ce,
-                        page=page,
-                        heading_path=list(heading),
-                        embed_tokens=est,
-                    )
+                yield Chunk(
+                    doc_id=doc_id,
+                    ordinal=ordinal,
+                    text=body,
+                    embed_text=prefix + body,
+                    char_start=cs,
+                    char_end=ce,
+                    page=page,
+                    heading_path=list(heading),
+                    embed_tokens=est,
                 )
-        return out
+                ordinal += 1
 
-    def _token_spans(self, full: str, gs: int, ge: int) -> list[tuple[int, int]]:
-        out: list[tuple[int, int]] = []
-        for a, b in self.embedder.token_spans(full[gs:ge]):
-            a += gs
-            b += gs
-            if b <= a:
-                continue
-            while b - a > MAX_TOKEN_CHARS:
-                out.append((a, a + MAX_TOKEN_CHARS))
-                a += MAX_TOKEN_CHARS
-            out.append((a, b))
-        return out
+    def _token_spans(self, full: str, gs: int, ge: int) -> Iterator[tuple[int, int]]:
+        """The section's token spans, tokenized block by block: each block ends after the
+        last space or line break of its second half (so no word is split where there is a
+        choice), and spans longer than :data:`MAX_TOKEN_CHARS` become several."""
+        pos = gs
+        while pos < ge:
+            end = min(ge, pos + TOKENIZE_BLOCK_CHARS)
+            if end < ge:
+                half = pos + TOKENIZE_BLOCK_CHARS // 2
+                cut = max(full.rfind(" ", half, end), full.rfind("\n", half, end))
+                if cut > pos:
+                    end = cut + 1
+            for a, b in self.embedder.token_spans(full[pos:end]):
+                a += pos
+                b += pos
+                if b <= a:
+                    continue
+                while b - a > MAX_TOKEN_CHARS:
+                    yield (a, a + MAX_TOKEN_CHARS)
+                    a += MAX_TOKEN_CHARS
+                yield (a, b)
+            pos = end
 
     def _cut(
         self, full: str, gs: int, ge: int, prefix: str, prefix_tokens: int
-    ) -> list[tuple[int, int, int]]:
+    ) -> Iterator[tuple[int, int, int]]:
         """Character spans ``[start, end)`` of the chunks of one section, with the upper
-        bound of each chunk's embedded token count."""
-        spans = self._token_spans(full, gs, ge)
-        n = len(spans)
-        if n == 0:
-            return [(gs, ge, prefix_tokens)] if ge > gs else []
+        bound of each chunk's embedded token count, as they are cut."""
+        spans = _Spans(self._token_spans(full, gs, ge))
+        if not spans.has(0):
+            if ge > gs:
+                yield (gs, ge, prefix_tokens)
+            return
         budget = max(1, min(self.target, self.max_tokens - prefix_tokens))
 
         def score(k: int) -> int:
@@ -208,22 +233,22 @@ class Chunker:
         def end_of(k: int) -> int:
             """Where a chunk whose last token is k-1 ends: after any token-less characters
             before the next token (so they are covered), without trailing whitespace."""
-            nxt = spans[k][0] if k < n else ge
+            nxt = spans[k][0] if spans.has(k) else ge
             end = spans[k - 1][1]
             tail = full[end:nxt].rstrip()
             return end + len(tail)
 
-        out: list[tuple[int, int, int]] = []
         i = 0
         start = gs
-        while i < n:
-            rest = n - i
-            if rest <= budget:
-                k = n
+        while True:
+            if not spans.has(i + budget):  # the rest fits in one chunk
+                k = spans.count()
             else:
                 hi = i + budget
                 lo = i + max(1, budget // 2)
-                if rest < budget + budget // 2:  # avoid a tiny last chunk: cut near the middle
+                if not spans.has(i + budget + budget // 2 - 1):
+                    # avoid a tiny last chunk: cut near the middle of what is left
+                    rest = spans.count() - i
                     hi = min(hi, i + rest // 2 + budget // 4)
                     lo = min(lo, hi - 1)
                 k = hi
@@ -234,10 +259,10 @@ class Chunker:
                         best, k = s, cand
                         if s == 4:
                             break
-            k, end, est = self._fit(full, spans, i, k, start, end_of, prefix, prefix_tokens)
-            out.append((start, end, est))
-            if k >= n:
-                break
+            k, end, est = self._fit(full, i, k, start, end_of, prefix, prefix_tokens)
+            yield (start, end, est)
+            if not spans.has(k):
+                return
             nxt = k
             ov = min(self.overlap, (k - i) // 2)
             if ov > 0:
@@ -247,12 +272,11 @@ class Chunker:
                     nxt += 1
             i = nxt
             start = spans[i][0]
-        return out
+            spans.forget_before(i)
 
     def _fit(
         self,
         full: str,
-        spans: list[tuple[int, int]],
         i: int,
         k: int,
         start: int,
@@ -278,6 +302,42 @@ class Chunker:
             k = max(i + 1, k - max(1, real - self.max_tokens))
 
 
+class _Spans:
+    """The token spans of one section, read from ``source`` as they are asked for; spans
+    before the cutter's position are forgotten, so only a window of them is ever held."""
+
+    _READ = 4096
+
+    def __init__(self, source: Iterator[tuple[int, int]]) -> None:
+        self._source = source
+        self._held: list[tuple[int, int]] = []
+        self._base = 0  # index of self._held[0]
+        self._done = False
+
+    def has(self, k: int) -> bool:
+        """Whether the section has a token ``k`` (reading as far as needed)."""
+        while not self._done and k >= self._base + len(self._held):
+            more = list(itertools.islice(self._source, self._READ))
+            if not more:
+                self._done = True
+            self._held.extend(more)
+        return k < self._base + len(self._held)
+
+    def count(self) -> int:
+        """The number of tokens of the section (reads to its end)."""
+        while not self._done:
+            self.has(self._base + len(self._held))
+        return self._base + len(self._held)
+
+    def __getitem__(self, k: int) -> tuple[int, int]:
+        return self._held[k - self._base]
+
+    def forget_before(self, k: int) -> None:
+        if k - self._base > self._READ:
+            del self._held[: k - self._base]
+            self._base = k
+
+
 def _word_edge(full: str, pos: int) -> bool:
     """A chunk starting at ``pos`` starts a word (so its first token tokenizes as in context)."""
     return pos == 0 or full[pos - 1].isspace()
@@ -289,10 +349,46 @@ def _word_edge_after(full: str, pos: int) -> bool:
 
 def chunk_document(doc: CleanDocument, doc_id: str, chunker: Chunker) -> list[Chunk]:
     """Chunks of one cleaned document with their context-budget (tiktoken) counts filled in."""
-    from models.tokens import count_budget_tokens
+    return list(ChunkStream(doc, doc_id, chunker))
 
-    chunks = chunker.chunk(doc, doc_id)
-    for c in chunks:
+
+class ChunkStream:
+    """The chunks of one cleaned document, cut and counted (tiktoken) as they are taken, at
+    most ``limit`` of them (None: all).
+
+    Iterate it once. When it stops at ``limit`` with text left, :attr:`cut_at` is the
+    character of the document's full text where indexing stopped (the end of the last chunk
+    given); otherwise it stays None. :attr:`given` counts the chunks given so far.
+    """
+
+    def __init__(
+        self, doc: CleanDocument, doc_id: str, chunker: Chunker, limit: int | None = None
+    ) -> None:
+        self._chunks: Iterator[Chunk] | None = chunker.iter_chunks(doc, doc_id)
+        self._limit = limit
+        self.given = 0
+        self.cut_at: int | None = None
+        self._last_end = 0
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return self
+
+    def __next__(self) -> Chunk:
+        from models.tokens import count_budget_tokens
+
+        if self._chunks is None:
+            raise StopIteration
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._chunks = None  # the document's text is let go
+            raise
+        if self._limit is not None and self.given >= self._limit:
+            self.cut_at = self._last_end
+            self._chunks = None
+            raise StopIteration
         # one by one: the batch call starts a thread pool, costlier than the counting here
-        c.tokens = count_budget_tokens(c.text)
-    return chunks
+        chunk.tokens = count_budget_tokens(chunk.text)
+        self.given += 1
+        self._last_end = chunk.char_end
+        return chunk

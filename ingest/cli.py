@@ -5,6 +5,9 @@ Exit codes: 0 all files ingested (or unchanged) and the release step went throug
 files failed (listed with reasons), or the run's candidate was held by the rails or rejected
 by the gate (the reasons and how to force it are printed); 2 usage error (missing path, bad
 flag or group, embedder mismatch, invalid settings, another writer busy).
+
+stdout holds only the summary (one JSON object with ``--json``); progress goes to stderr
+(:func:`progress_kind`, ingest/progress.py).
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ _HOOKS: dict[str, ReleaseHooks | None] = {"hooks": None}
 
 def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
     from ingest.index_cli import register as register_index
+    from ingest.quarantine_cli import register as register_quarantine
     from ingest.release_cli import register as register_releases
+    from ingest.sync_cli import register as register_sync
 
     _HOOKS["hooks"] = hooks
     app.command("ingest")(ingest_command)
     app.command("status")(status_command)
     register_releases(app, hooks)
     register_index(app)
+    register_sync(app, hooks)
+    register_quarantine(app, hooks)
 
 
 def ingest_command(
@@ -75,6 +82,23 @@ def ingest_command(
             "--policy", help="TOML ACL policy: path globs -> groups (security.policy_file)"
         ),
     ] = None,
+    follow_links: Annotated[
+        bool,
+        typer.Option(
+            "--follow-links",
+            help="follow symbolic links to files and folders outside PATH "
+            "(ingest.follow_external_links); by default they are skipped and listed",
+        ),
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="JSON progress lines on stderr (default: a bar on a terminal without --json, "
+            "lines when stderr is not a terminal)",
+            show_default=False,
+        ),
+    ] = None,
     redact_pii: Annotated[
         bool,
         typer.Option(
@@ -83,6 +107,22 @@ def ingest_command(
             "(security.redact_pii)",
         ),
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this machine) or ray (parse, chunk and embed on a Ray cluster; "
+            "needs enclave-rag[ray])",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="the Ray cluster for --engine ray (host:port or ray://...); default: a local "
+            "cluster started for the run",
+        ),
+    ] = None,
 ) -> None:
     """Ingest files and folders into the index (incremental: unchanged files are skipped)."""
     from ingest.groups import parse_groups
@@ -95,6 +135,8 @@ def ingest_command(
             "chunk_overlap": chunk_overlap,
         }
     }
+    if follow_links:
+        overrides["ingest"]["follow_external_links"] = True
     security: dict[str, Any] = {}
     if policy is not None:
         security["policy_file"] = policy
@@ -109,9 +151,16 @@ def ingest_command(
         if exclude:
             settings.ingest.exclude = [*settings.ingest.exclude, *exclude]
         checked = parse_groups(groups)
-        show = not as_json and sys.stderr.isatty()
+        show = progress_kind(progress, as_json=as_json, tty=sys.stderr.isatty())
         summary = ingest_paths(
-            settings, paths, prune=prune, groups=checked, progress=show, hooks=_HOOKS["hooks"]
+            settings,
+            paths,
+            prune=prune,
+            groups=checked,
+            progress=show,
+            hooks=_HOOKS["hooks"],
+            engine=engine,
+            ray_address=ray_address,
         )
     except EnclaveError as exc:
         raise fail(exc) from exc
@@ -120,6 +169,18 @@ def ingest_command(
     else:
         _print_summary(summary.to_dict())
     raise typer.Exit(0 if summary.ok and not summary.release_blocked else 1)
+
+
+def progress_kind(flag: bool | None, *, as_json: bool, tty: bool) -> bool | str:
+    """What ``enclave ingest`` shows on stderr while it runs: ``"lines"`` (JSON progress
+    lines) with ``--progress`` or when stderr is not a terminal, the bar (True) on a terminal
+    without ``--json``, nothing (False) with ``--no-progress`` or ``--json`` on a terminal.
+    stdout only ever holds the summary."""
+    if flag is False:
+        return False
+    if flag or not tty:
+        return "lines"
+    return not as_json
 
 
 def _print_summary(d: dict[str, Any]) -> None:
@@ -133,6 +194,8 @@ def _print_summary(d: dict[str, Any]) -> None:
     for key in ("files_seen", "ingested", "updated", "unchanged", "deleted"):
         table.add_row(key.replace("_", " "), str(d[key]))
     table.add_row("failed", str(len(d["failed"])))
+    if d.get("quarantined"):
+        table.add_row("quarantined", str(len(d["quarantined"])))
     table.add_row("chunks added", str(d["chunks_added"]))
     table.add_row("chunks deleted", str(d["chunks_deleted"]))
     if d.get("redacted"):
@@ -141,6 +204,14 @@ def _print_summary(d: dict[str, Any]) -> None:
         table.add_row("flagged chunks", str(d["flagged_chunks"]))
     table.add_row("seconds", f"{d['seconds']:.1f}")
     console.print(table)
+    for key, title in (("skipped", "Skipped"), ("truncated", "Indexed in part")):
+        if d.get(key):
+            listed = Table(title=title, show_header=True)
+            listed.add_column("path", overflow="fold")
+            listed.add_column("reason", overflow="fold")
+            for s in d[key]:
+                listed.add_row(s["path"], s["reason"])
+            console.print(listed)
     rel = d.get("release") or {}
     if rel.get("id"):
         state = "live" if rel.get("promoted") else rel.get("state")
@@ -149,6 +220,16 @@ def _print_summary(d: dict[str, Any]) -> None:
         console.print(f"  [red]FAIL[/] {failure}", highlight=False)
     if rel.get("reason") and rel.get("id"):
         console.print(rel["reason"], highlight=False, soft_wrap=True)
+    if d.get("quarantined"):
+        quarantined = Table(
+            title="Quarantined (enclave quarantine list | release | retry)", show_header=True
+        )
+        quarantined.add_column("path", overflow="fold")
+        quarantined.add_column("score", justify="right")
+        quarantined.add_column("reason", overflow="fold")
+        for q in d["quarantined"]:
+            quarantined.add_row(q["path"], f"{q['score']:.2f}", q["reason"])
+        console.print(quarantined)
     if d["failed"]:
         errors = Table(title="Failed files", show_header=True)
         errors.add_column("path", overflow="fold")
@@ -169,7 +250,7 @@ def status_command(
     candidate releases, the embedder, the index size and the last ingest."""
     try:
         settings = build_settings(config, data_dir)
-        report = index_status(settings.data_dir)
+        report = index_status(settings.data_dir, settings.index)
     except EnclaveError as exc:
         raise fail(exc) from exc
     if as_json:
@@ -178,43 +259,66 @@ def status_command(
     _print_status(report)
 
 
-def index_status(data_dir: Path) -> dict[str, Any]:
-    """The ``enclave status`` report of the index in ``data_dir``."""
+def index_status(data_dir: Path, location: Any = None) -> dict[str, Any]:
+    """The ``enclave status`` report of the index in ``data_dir`` (or at ``location``, a
+    store.location.IndexLocation: ``store.uri``)."""
     from enclave.errors import UsageError
+    from ingest.quarantine import quarantine_row
     from ingest.summary import read_last_ingest
+    from models.variants import variant_of
     from store.db import Store
-    from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK
+    from store.location import describe, locate
+    from store.records import STATUS_EMPTY, STATUS_FAILED, STATUS_OK, STATUS_QUARANTINED
     from store.releases import Releases
 
-    lance_dir = Path(data_dir) / "lancedb"
-    if not lance_dir.is_dir():
+    location = locate(location if location is not None else Path(data_dir) / "lancedb")
+    if not location.is_remote and not location.local_path.is_dir():
         raise UsageError(f"no index in {data_dir}: run `enclave ingest PATH --data-dir {data_dir}`")
-    store = Store(lance_dir)
+    location.check()
+    store = Store(location)
     releases = Releases(store)
     view = releases.live_view()
     docs = view.list_documents()
     counts = {
-        s: sum(1 for d in docs if d.status == s) for s in (STATUS_OK, STATUS_EMPTY, STATUS_FAILED)
+        s: sum(1 for d in docs if d.status == s)
+        for s in (STATUS_OK, STATUS_EMPTY, STATUS_FAILED, STATUS_QUARANTINED)
     }
     failures = [
         {"path": d.path, "status": d.status, "error": d.error}
         for d in docs
-        if d.status != STATUS_OK
+        if d.status not in (STATUS_OK, STATUS_QUARANTINED)
     ]
+    quarantined = [quarantine_row(d, signals=False) for d in docs if d.status == STATUS_QUARANTINED]
+    truncated = [
+        {"path": d.path, "reason": d.error} for d in docs if d.status == STATUS_OK and d.error
+    ]
+    from ingest.sync import read_sync_state
+
     last = read_last_ingest(data_dir)
     ingested = [d.ingested_at for d in docs if d.ingested_at]
-    meta = store.meta()
+    meta = getattr(view, "meta", None) or store.meta()
+    live = releases.registry.live()
     return {
         "data_dir": str(data_dir),
+        "index": dict(describe(location)),
         "releases": release_status(releases),
         "documents": len(docs),
         "documents_by_status": counts,
         "chunks": view.count_chunks(),
         "failures": failures,
-        "embedder": {"name": meta.get("embedder"), "dimension": meta.get("dimension")},
+        "quarantined": quarantined,
+        "truncated": truncated,
+        "embedder": {
+            "name": meta.get("embedder"),
+            "dimension": meta.get("dimension"),
+            "variant": variant_of(str(meta["embedder"])) if meta.get("embedder") else None,
+        },
+        "tables": live.tables if live else None,
+        "build": meta.get("build"),
         "index_bytes": store.size_bytes(),
         "last_ingest": last["finished_at"] if last else (max(ingested) if ingested else None),
         "last_summary": last["summary"] if last else None,
+        "sync": read_sync_state(data_dir),
     }
 
 
@@ -255,7 +359,9 @@ def _print_status(r: dict[str, Any]) -> None:
     table.add_column("value")
     by = r["documents_by_status"]
     table.add_row(
-        "documents", f"{r['documents']} (ok {by['ok']}, empty {by['empty']}, failed {by['failed']})"
+        "documents",
+        f"{r['documents']} (ok {by['ok']}, empty {by['empty']}, failed {by['failed']}, "
+        f"quarantined {by.get('quarantined', 0)})",
     )
     table.add_row("chunks", str(r["chunks"]))
     rel = r.get("releases") or {}
@@ -267,11 +373,16 @@ def _print_status(r: dict[str, Any]) -> None:
         why = f": {cand['reason']}" if cand.get("reason") else ""
         table.add_row("candidate", f"{cand['id']} ({cand['state']}){why}")
     emb = r["embedder"]
+    variant = f", {emb['variant']}" if emb.get("variant") else ""
     table.add_row(
-        "embedder", f"{emb['name']} (dimension {emb['dimension']})" if emb["name"] else "-"
+        "embedder",
+        f"{emb['name']} (dimension {emb['dimension']}{variant})" if emb["name"] else "-",
     )
     table.add_row("index size", _human_bytes(r["index_bytes"]))
     table.add_row("last ingest", r["last_ingest"] or "never")
+    sync = r.get("sync")
+    if sync:
+        table.add_row("sync", _sync_line(sync))
     console.print(table)
     if r["failures"]:
         errors = Table(title="Documents without chunks", show_header=True)
@@ -281,6 +392,44 @@ def _print_status(r: dict[str, Any]) -> None:
         for f in r["failures"]:
             errors.add_row(f["path"], f["status"], f["error"])
         console.print(errors)
+    if r.get("quarantined"):
+        quarantined = Table(
+            title="Quarantined (enclave quarantine list | release | retry)", show_header=True
+        )
+        quarantined.add_column("path", overflow="fold")
+        quarantined.add_column("score", justify="right")
+        quarantined.add_column("reason", overflow="fold")
+        for q in r["quarantined"]:
+            score = "-" if q["score"] is None else f"{q['score']:.2f}"
+            quarantined.add_row(q["path"], score, q["reason"])
+        console.print(quarantined)
+    if r.get("truncated"):
+        part = Table(title="Indexed in part", show_header=True)
+        part.add_column("path", overflow="fold")
+        part.add_column("reason", overflow="fold")
+        for t in r["truncated"]:
+            part.add_row(t["path"], t["reason"])
+        console.print(part)
+
+
+def _sync_line(s: dict[str, Any]) -> str:
+    """``enclave sync``'s state in one line."""
+    if not s.get("running"):
+        return f"not running (last heartbeat {s.get('heartbeat_at') or '?'})"
+    parts = [f"{s.get('state')}, watcher {s.get('watcher')}, {s.get('pending_changes', 0)} "
+             "pending"]  # fmt: skip
+    run = s.get("last_run") or {}
+    if run:
+        parts.append(f"last run {run.get('finished_at')} ({run.get('seconds')} s)")
+    rel = s.get("last_release") or {}
+    if rel:
+        parts.append(f"last release {rel.get('id')} ({rel.get('state')})")
+    err = s.get("last_error") or {}
+    if s.get("state") == "error" and err:
+        parts.append(f"error: {err.get('message')}")
+    if s.get("waiting_for"):
+        parts.append(f"waiting: {s['waiting_for']}")
+    return "; ".join(parts)
 
 
 def _human_bytes(n: int) -> str:

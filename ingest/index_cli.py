@@ -1,9 +1,11 @@
 """``enclave index status|optimize``: the chunks table's indexes (store/ann.py).
 
-``optimize`` builds the vector index when it is due (or always with ``--full``) without
-holding the writer lock while it builds, then publishes it as a release (promoted under
-``release.auto_promote``). An ingest run starts it in the background on its own when the
-index is due.
+``optimize`` builds the vector index of the live release's table set when it is due (or
+always with ``--full``) without holding the writer lock while it builds, then publishes it as
+a release of that set (promoted under ``release.auto_promote``). An ingest run starts it in
+the background on its own when the index is due. On an index on object storage
+(``store.uri = "s3://..."``) ``optimize`` refuses (exit 2): Enclave builds indexes on a local
+index only.
 
 Exit codes: 0 done (or nothing due); 2 usage error, or the writer lock stayed busy.
 """
@@ -45,7 +47,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Build the vector index when due (past index.ann_min_rows, or too many rows added
+        """Build the vector index when due (past vector_index.ann_min_rows, or too many rows added
         since the last build) and publish it as a release; queries and writers go on."""
         from store.ann import optimize
 
@@ -60,13 +62,16 @@ def index_status(settings: Any) -> dict[str, Any]:
     from store.ann import AnnTuning, index_status
     from store.db import Store
     from store.releases import Releases
+    from store.sets import active_tables
 
-    tuning = AnnTuning.from_settings(settings.index)
-    store = Store(settings.lance_dir)
+    tuning = AnnTuning.from_settings(settings.vector_index)
+    tables = active_tables(settings.index)
+    store = Store(settings.index, tables=tables, tuning=tuning)
     live = Releases(store).live_view()
-    live.tuning = tuning
     searcher = live.vector_searcher()
     return {
+        "table_set": tables,
+        "builds": "local index only" if settings.index.is_remote else "yes",
         "head": index_status(store.chunks_table(), tuning),
         "live": {"release": live.release_id, **index_status(live._chunks(), tuning)},
         "search_path": searcher.path if searcher is not None else None,

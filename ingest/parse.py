@@ -5,9 +5,14 @@ processes, so a parser that hangs, crashes or eats memory costs one file, never 
 
 Fast paths handle the common formats: lxml for HTML and Markdown, pypdfium2 for PDF,
 python-docx / python-pptx / openpyxl / lxml for DOCX, PPTX, XLSX and ODT, and plain readers for
-text, CSV/TSV and e-mail. unstructured (strategy "fast", no OCR, loaded lazily and offline)
+text, CSV/TSV and e-mail; Tesseract reads images and scanned PDF pages (ingest/parsers/ocr.py).
+unstructured (strategy "fast", no OCR, loaded lazily and offline)
 handles EPUB, RTF, reStructuredText, Org and XML. Importing this module loads neither
 unstructured nor torch.
+
+A parsed document keeps at most its character budget (:func:`document_char_budget`) and
+:data:`MAX_ELEMENTS` elements (:func:`bound_document`, applied in the parser process): what a
+huge file holds beyond it never reaches the ingesting process.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 from enclave.settings import IngestSettings
 from ingest.file_checks import check_office_container, check_size
-from ingest.types import ParsedDocument, ParseError
+from ingest.types import Element, ParsedDocument, ParseError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,11 @@ FORMATS: dict[str, str] = {
     ".rst": "rst",
     ".org": "org",
     ".xml": "xml",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".tif": "image",
+    ".tiff": "image",
 }
 
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(FORMATS)
@@ -97,7 +107,63 @@ def parse_file(path: str, settings: IngestSettings) -> ParsedDocument:
         log.debug("parser failure on %s", path, exc_info=True)
         raise ParseError(f"could not parse {fmt.upper()} file: {short_error(exc)}") from exc
     doc.elements = [e for e in doc.elements if e.text.strip()]
+    bound_document(doc, document_char_budget(settings))
     return doc
+
+
+#: characters of parsed text allowed per chunk of ``ingest.max_chunks_per_document`` per
+#: token of ``ingest.chunk_tokens`` (a 200-token chunk of English is about 1,000 characters)
+CHARS_PER_CHUNK_TOKEN = 10
+#: a document keeps at most this many elements; beyond it, neighbours of one section are
+#: joined, then the rest is cut
+MAX_ELEMENTS = 100_000
+_JOINED_ELEMENT_CHARS = 1 << 16
+
+
+def document_char_budget(settings: IngestSettings) -> int:
+    """The most characters of text a parsed document keeps: ``max_chunks_per_document x
+    chunk_tokens x`` :data:`CHARS_PER_CHUNK_TOKEN` (40,000,000 with the defaults). More text
+    than that could not fit in the chunks a document may have anyway; cutting it in the parser
+    keeps the ingesting process's memory bounded whatever one file holds."""
+    return settings.max_chunks_per_document * settings.chunk_tokens * CHARS_PER_CHUNK_TOKEN
+
+
+def bound_document(doc: ParsedDocument, max_chars: int) -> None:
+    """Keep at most ``max_chars`` characters and :data:`MAX_ELEMENTS` elements of ``doc``,
+    in reading order; ``doc.truncated`` says whether anything was cut."""
+    total = 0
+    for i, el in enumerate(doc.elements):
+        if total + len(el.text) > max_chars:
+            el.text = el.text[: max_chars - total]
+            doc.elements = [e for e in doc.elements[: i + 1] if e.text.strip()]
+            doc.truncated = True
+            break
+        total += len(el.text)
+    if len(doc.elements) > MAX_ELEMENTS:
+        doc.elements = _join_neighbours(doc.elements)
+    if len(doc.elements) > MAX_ELEMENTS:
+        del doc.elements[MAX_ELEMENTS:]
+        doc.truncated = True
+
+
+def _join_neighbours(elements: list[Element]) -> list[Element]:
+    """Join consecutive non-heading elements of one section and page (blank line between,
+    up to 64 KiB each): the chunks stay the same, the element count drops."""
+    out: list[Element] = []
+    for el in elements:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and el.kind != "title"
+            and last.kind != "title"
+            and last.heading_path == el.heading_path
+            and last.page == el.page
+            and len(last.text) + len(el.text) < _JOINED_ELEMENT_CHARS
+        ):
+            last.text = f"{last.text}\n\n{el.text}"
+            continue
+        out.append(el)
+    return out
 
 
 def short_error(exc: BaseException) -> str:
@@ -118,9 +184,14 @@ FAST_PATHS: dict[str, tuple[str, str]] = {
     "pptx": ("ingest.parsers.pptx", "parse_pptx"),
     "xlsx": ("ingest.parsers.xlsx", "parse_xlsx"),
     "odt": ("ingest.parsers.odt", "parse_odt"),
+    "image": ("ingest.parsers.ocr", "parse_image"),
 }
+# formats whose parser reads at most the document's character budget (ingest/parsers/text.py)
+BUDGETED_FORMATS = frozenset({"text", "markdown", "csv", "tsv"})
 # zip-based formats: the container is checked (encryption, zip bomb) before any parser opens it
 ZIP_FORMATS = frozenset({"docx", "pptx", "xlsx", "odt", "epub"})
+# formats whose parser reads scanned pages with OCR (ingest/parsers/ocr.py)
+OCR_FORMATS = frozenset({"pdf", "image"})
 
 
 def _dispatch(path: str, fmt: str, settings: IngestSettings) -> ParsedDocument:
@@ -129,7 +200,13 @@ def _dispatch(path: str, fmt: str, settings: IngestSettings) -> ParsedDocument:
     target = FAST_PATHS.get(fmt)
     if target is not None:
         module = importlib.import_module(target[0])
-        parse: Callable[[str], ParsedDocument] = getattr(module, target[1])
+        parse: Callable[..., ParsedDocument] = getattr(module, target[1])
+        if fmt in BUDGETED_FORMATS:
+            return parse(path, max_chars=document_char_budget(settings))
+        if fmt in OCR_FORMATS:
+            from ingest.parsers.ocr import OcrOptions
+
+            return parse(path, OcrOptions.from_settings(settings))
         return parse(path)
     from ingest.parsers.office import parse_with_unstructured
 

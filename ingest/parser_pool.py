@@ -166,7 +166,7 @@ class _Worker:
         self.ready = False
 
     def submit(self, source: Source, timeout_s: float) -> None:
-        self.tasks.send(source.path)
+        self.tasks.send(source.fs_path)
         self.source = source
         self.timeout_s = timeout_s
         # start-up does not count against the parse timeout, within reason
@@ -304,7 +304,7 @@ class ParserPool:
 
     def _precheck(self, source: Source) -> ParseError | None:
         try:
-            precheck(source.path, self.settings)
+            precheck(source.fs_path, self.settings)
         except ParseError as exc:
             return exc
         return None

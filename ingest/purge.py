@@ -44,10 +44,14 @@ def held_anywhere(store: Any, registry: Any, doc_ids: list[str]) -> bool:
 
     if store.has_tables() and store.documents_by_id(doc_ids):
         return True
+    from store.releases import Releases
+
+    releases = Releases(store, registry)
     for rec in registry.records():
         if rec.state in (EXPIRED, SUPERSEDED):
             continue
-        view = IndexView(store.connection, store.path, rec.versions, rec.id)
+        held = releases.store_for(rec.tables)
+        view = IndexView(held.connection, held.location, rec.versions, rec.id)
         if view.documents_by_id(doc_ids):
             return True
     return False
@@ -72,15 +76,15 @@ def _vector_index_due(settings: Settings, store: Any) -> bool:
 
     table = store.chunks_table()
     return table is not None and bool(
-        vector_index_due(table, AnnTuning.from_settings(settings.index))
+        vector_index_due(table, AnnTuning.from_settings(settings.vector_index))
     )
 
 
 def _rebuild(settings: Settings) -> dict[str, Any]:
-    """The vector index again after a purge: in the background, or now (index.background)."""
+    """The vector index again after a purge: in the background, or now (vector_index.background)."""
     from store.ann import optimize, start_background_build
 
-    if settings.index.background:
+    if settings.vector_index.background:
         return {"background_build_pid": start_background_build(settings)}
     return optimize(settings)
 
@@ -98,14 +102,23 @@ def purge(
     from store.db import Store
     from store.purge import purge_documents
     from store.registry import Registry
+    from store.releases import Releases
+    from store.sets import active_tables
 
     ids = resolve_targets(target)
-    with WriterLock(settings.lance_dir, by):
-        store = Store(settings.lance_dir)
-        registry = Registry.at(settings.lance_dir)
+    with WriterLock(settings.index, by):
+        live_set = active_tables(settings.index)
+        store = Store(settings.index, tables=live_set)
+        registry = Registry.at(settings.index)
         if not held_anywhere(store, registry, ids):
             raise NotFoundError(f"no release holds a document {target[:200]!r}")
-        result = purge_documents(store, registry, ids)
+        result = purge_documents(store, registry, ids)  # the live set first
+        releases = Releases(store, registry)
+        for tables in sorted(releases.used_sets() - {live_set}, key=str):
+            other = purge_documents(releases.store_for(tables), registry, ids)
+            result.releases.update(other.releases)
+            known = {d.doc_id for d in result.documents}
+            result.documents += [d for d in other.documents if d.doc_id not in known]
         forget_snapshot(settings.data_dir)
         scrubbed = hooks.scrub(settings, result.documents) if hooks and hooks.scrub else []
         dropped = drop_eval_indexes(settings, {d.path for d in result.documents})

@@ -96,8 +96,8 @@ def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
 
         try:
             settings = build_settings(config, data_dir)
-            with WriterLock(settings.lance_dir, "enclave releases promote"):
-                rels = Releases(Store(settings.lance_dir))
+            with WriterLock(settings.index, "enclave releases promote"):
+                rels = Releases(Store(settings.index))
                 rec = rels.registry.resolve(release)
                 out = promote(
                     settings, rels, rec, hooks=hooks, by="enclave releases promote", force=force
@@ -135,14 +135,21 @@ def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
 
         try:
             settings = build_settings(config, data_dir)
-            with WriterLock(settings.lance_dir, "enclave releases cleanup"):
-                store = Store(settings.lance_dir)
-                before = store.size_bytes()
+            with WriterLock(settings.index, "enclave releases cleanup"):
+                from store.releases import Releases
+                from store.sets import active_tables
+
+                store = Store(settings.index, tables=active_tables(settings.index))
+                before = settings.index.size_bytes()
                 store.optimize()
-                after = store.size_bytes()
+                dropped = Releases(store).drop_unused_sets()
+                after = settings.index.size_bytes()
         except EnclaveError as exc:
             raise fail(exc) from exc
-        _report({"bytes_before": before, "bytes_after": after}, as_json)
+        _report(
+            {"bytes_before": before, "bytes_after": after, "table_sets_deleted": dropped},
+            as_json,
+        )
 
     @app.command("purge")
     def purge_command(
@@ -173,7 +180,7 @@ def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
 
         try:
             settings = build_settings(config, data_dir)
-            data = lineage(settings.data_dir, settings.lance_dir, response_id)
+            data = lineage(settings.data_dir, settings.index, response_id)
         except EnclaveError as exc:
             raise fail(exc) from exc
         if as_json:
@@ -186,7 +193,7 @@ def register(app: typer.Typer, hooks: ReleaseHooks | None = None) -> None:
 def _registry(settings: Settings) -> Any:
     from store.registry import Registry
 
-    return Registry.at(settings.lance_dir)
+    return Registry.at(settings.index)
 
 
 def _asdict(rec: Any) -> dict[str, Any]:
@@ -228,8 +235,8 @@ def diff_releases(settings: Settings, old_ref: str, new_ref: str) -> dict[str, A
 
     registry = _registry(settings)
     old, new = registry.resolve(old_ref), registry.resolve(new_ref)
-    old_view = open_release(settings.lance_dir, old.id, registry=registry)
-    new_view = open_release(settings.lance_dir, new.id, registry=registry, connection=None)
+    old_view = open_release(settings.index, old.id, registry=registry)
+    new_view = open_release(settings.index, new.id, registry=registry, connection=None)
     changes = changes_dict(compare_documents(old_view, new_view))
     metrics_old = (old.gate or {}).get("metrics") or {}
     metrics_new = (new.gate or {}).get("metrics") or {}
@@ -256,8 +263,8 @@ def rollback(settings: Settings, target_ref: str | None) -> dict[str, Any]:
     from store.lock import WriterLock
     from store.releases import Releases
 
-    with WriterLock(settings.lance_dir, "enclave releases rollback"):
-        rels = Releases(Store(settings.lance_dir))
+    with WriterLock(settings.index, "enclave releases rollback"):
+        rels = Releases(Store(settings.index))
         target = rels.registry.resolve(target_ref) if target_ref else None
         was, now = rels.rollback(target, by="enclave releases rollback", keep=settings.release.keep)
     audit(settings, "cli:releases rollback", "ok", {"from": was, "to": now.id})

@@ -28,6 +28,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from store.records import STATUS_FAILED, DocumentRecord
 
@@ -36,8 +37,13 @@ SNAPSHOT_FORMAT = 1
 TABLES = ("documents", "chunks")
 
 
-def index_signature(lance_dir: str | Path) -> str | None:
-    """A digest of both tables' version files, or None when a table is missing."""
+def index_signature(lance_dir: Any) -> str | None:
+    """A digest of both tables' version files, or None when a table is missing (and for an
+    index on an object store: there every run takes the full path)."""
+    if hasattr(lance_dir, "is_remote"):
+        if lance_dir.is_remote:
+            return None
+        lance_dir = lance_dir.local_path
     digest = hashlib.sha256()
     for table in TABLES:
         versions = Path(lance_dir) / f"{table}.lance" / "_versions"
@@ -69,7 +75,7 @@ class Snapshot:
     live: str | None = None
 
 
-def live_release(lance_dir: str | Path) -> str | None:
+def live_release(lance_dir: Any) -> str | None:
     """The live release's id, read from the registry's pointer file (no LanceDB)."""
     from store.registry import Registry
 
@@ -112,8 +118,10 @@ def forget_snapshot(data_dir: str | Path) -> None:
         (Path(data_dir) / SNAPSHOT_FILE).unlink()
 
 
-def load_snapshot(data_dir: str | Path, lance_dir: str | Path) -> Snapshot | None:
-    """The snapshot, when present, well formed and still matching the index; else None."""
+def load_snapshot(data_dir: str | Path, lance_dir: Any, tables_dir: Any = None) -> Snapshot | None:
+    """The snapshot, when present, well formed and still matching the index (the tables at
+    ``tables_dir``, by default ``lance_dir``: store/sets.py; both a folder or an
+    IndexLocation); else None."""
     try:
         data = json.loads((Path(data_dir) / SNAPSHOT_FILE).read_text("utf-8"))
         if data.get("format") != SNAPSHOT_FORMAT:
@@ -126,6 +134,7 @@ def load_snapshot(data_dir: str | Path, lance_dir: str | Path) -> Snapshot | Non
         live = data.get("live")
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
-    if index_signature(lance_dir) != signature or live_release(lance_dir) != live:
+    tables_dir = lance_dir if tables_dir is None else tables_dir
+    if index_signature(tables_dir) != signature or live_release(lance_dir) != live:
         return None
     return Snapshot(signature=signature, docs=docs, live=live)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from enclave.settings import Settings
+from store.records import path_key
 
 LAST_INGEST_FILE = "last-ingest.json"
 
@@ -44,6 +45,17 @@ class IngestSummary:
     empty: int = 0
     previously_failed: int = 0
     skipped_unsupported: int = 0
+    #: entries left out on purpose, with their reason: symbolic links out of the roots,
+    #: broken links, FIFOs, sockets and devices (``{"path", "reason"}``; no document row)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    #: documents indexed only in part (``ingest.max_chunks_per_document``), with the reason
+    #: (``{"path", "reason"}``; the document row keeps it as its ``error``, status ``ok``)
+    truncated: list[dict[str, str]] = field(default_factory=list)
+    #: documents kept out of the index for their parse quality (ingest/quality.py), with the
+    #: reason and the score (``{"path", "reason", "score"}``; row status ``quarantined``)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    #: documents indexed despite a low score because a quarantine release admitted them
+    admitted: list[dict[str, Any]] = field(default_factory=list)
     redacted: dict[str, int] = field(default_factory=dict)
     flagged_chunks: int = 0
     embedder: str = ""
@@ -58,6 +70,9 @@ class IngestSummary:
     #: index upkeep (store/ann.py): ``scalar_built``, ``vector_due`` (a build the run left to
     #: the background), ``vector_build_s`` (one it ran itself), ``background_build_pid``
     index: dict[str, Any] = field(default_factory=dict)
+    #: the engine that parsed and embedded, when not the local one: ``{"name": "ray",
+    #: "documents_sent", "address", "cpus"}`` (ingest/ray_engine.py)
+    engine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +97,10 @@ class IngestSummary:
             "empty": self.empty,
             "previously_failed": self.previously_failed,
             "skipped_unsupported": self.skipped_unsupported,
+            "skipped": [dict(s) for s in self.skipped],
+            "truncated": [dict(t) for t in self.truncated],
+            "quarantined": [dict(q) for q in self.quarantined],
+            "admitted": [dict(a) for a in self.admitted],
             "redacted": dict(self.redacted),
             "flagged_chunks": self.flagged_chunks,
             "embedder": self.embedder,
@@ -90,6 +109,7 @@ class IngestSummary:
             "from_snapshot": self.from_snapshot,
             "release": dict(self.release),
             "index": dict(self.index),
+            **({"engine": dict(self.engine)} if self.engine else {}),
         }
 
 
@@ -102,7 +122,8 @@ def write_last_ingest(settings: Settings, roots: list[str], summary: IngestSumma
     """The record ``enclave status`` shows: when the last run finished, over what, and its
     summary."""
     path = Path(settings.data_dir) / LAST_INGEST_FILE
-    data = {"finished_at": now_iso(), "roots": roots, "summary": summary.to_dict()}
+    keys = [path_key(r) for r in roots]
+    data = {"finished_at": now_iso(), "roots": keys, "summary": summary.to_dict()}
     with contextlib.suppress(OSError):
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2), "utf-8")

@@ -11,12 +11,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from enclave.cli_options import ConfigOpt, DataDirOpt, build_settings, fail
 from enclave.errors import EnclaveError
+
+if TYPE_CHECKING:
+    from enclave.settings import EmbedderSettings
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
@@ -25,19 +28,46 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def describe_embedder(model: str) -> dict[str, Any]:
-    """The configured embedder, located on disk (not loaded)."""
+def describe_embedder(settings: EmbedderSettings, bound: str | None = None) -> dict[str, Any]:
+    """The configured embedder, located on disk (not loaded): its folder, the variant it
+    runs in for an index bound to ``bound`` (None: a new index) and, for int8, where its build
+    lives and whether it is built."""
     from models.bundled import BUNDLED_EMBEDDER_NAME, resolve_embedder
+    from models.variants import resolve_variant
 
+    model = settings.model
     info: dict[str, Any] = {"setting": model, "bundled": model == "bundled"}
-    if model == "hash":
+    from models.embedder import is_hash_model
+
+    if is_hash_model(model):
         return {**info, "name": "hash (test embedder)", "path": None}
     try:
         path = resolve_embedder(model)
     except EnclaveError as exc:
         return {**info, "path": None, "error": exc.message}
     name = BUNDLED_EMBEDDER_NAME if model == "bundled" else path.name
-    return {**info, "name": name, "path": str(path), "size_bytes": _dir_size(path)}
+    variant = resolve_variant(settings, bound)
+    info.update(
+        name=name,
+        path=str(path),
+        size_bytes=_dir_size(path),
+        variant_setting=settings.variant,
+        variant=variant,
+        index_embedder=bound,
+    )
+    if variant == "int8":
+        from models.int8 import build_folder
+        from models.onnx_embedder import read_manifest
+
+        folder = build_folder(path, name, settings.cache_dir)
+        manifest = read_manifest(folder)
+        info["int8"] = {
+            "path": str(folder),
+            "built": manifest is not None,
+            "size_bytes": _dir_size(folder) if manifest is not None else None,
+            "check": (manifest or {}).get("check"),
+        }
+    return info
 
 
 def describe_gguf(path: Path) -> dict[str, Any]:
@@ -80,9 +110,12 @@ def downloaded_models(models_dir: Path) -> list[dict[str, Any]]:
 
 
 def models_report(settings: Any) -> dict[str, Any]:
+    from store.records import read_index_meta
+
     models_dir = Path(settings.data_dir) / "models"
+    bound = read_index_meta(settings.index).get("embedder")
     return {
-        "embedder": describe_embedder(settings.embedder.model),
+        "embedder": describe_embedder(settings.embedder, str(bound) if bound else None),
         "generator": describe_generator(settings.generator.model),
         "models_dir": str(models_dir),
         "downloaded": downloaded_models(models_dir),
@@ -114,6 +147,8 @@ def print_report(report: dict[str, Any]) -> None:
             details = f"[red]{m['error']}[/]"
         elif role == "generator" and m.get("path"):
             details = _gguf_details(m)
+        elif role == "embedder" and m.get("variant"):
+            details = _variant_details(m)
         else:
             details = ""
         label = Path(m["path"]).name if role == "generator" and m.get("path") else None
@@ -133,6 +168,22 @@ def print_report(report: dict[str, Any]) -> None:
         details = "[yellow]partial download[/]" if m["partial"] else _gguf_details(m)
         files.add_row(m.get("repo") or "–", m["path"], _size(m.get("size_bytes")), details)
     console.print(files)
+
+
+def _variant_details(m: dict[str, Any]) -> str:
+    why = "follows the index" if m.get("index_embedder") else "default for a new index"
+    text = str(m["variant"]) + (f" (auto: {why})" if m.get("variant_setting") == "auto" else "")
+    int8 = m.get("int8")
+    if int8:
+        if int8["built"]:
+            check = int8.get("check") or {}
+            text += f", built: {int8['path']} ({_size(int8['size_bytes'])}"
+            if check:
+                text += f", cosine to fp32 >= {check['cosine_min']:.3f}"
+            text += ")"
+        else:
+            text += f", not built yet (enclave models build-int8): {int8['path']}"
+    return text
 
 
 def _gguf_details(m: dict[str, Any]) -> str:
@@ -223,7 +274,91 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"sha256: {result.sha256}")
         typer.echo(f"use it: ENCLAVE_GENERATOR__MODEL={result.path}")
 
+    @models_app.command("build-int8")
+    def build_int8_cmd(
+        force: Annotated[bool, typer.Option(help="build again even if a build exists")] = False,
+        as_json: JsonOpt = False,
+        config: ConfigOpt = None,
+        data_dir: DataDirOpt = None,
+    ) -> None:
+        """Build the int8 variant of the configured embedder now (ONNX export and
+        quantisation, once per model, about 30 s on 2 cores) and check it on this machine.
+
+        The first ingest or server start builds it otherwise. Offline: it needs only the
+        model folder. The build lands in embedder.cache_dir, keyed by the model's files.
+        """
+        try:
+            settings = build_settings(config, data_dir)
+            report = build_int8(settings.embedder, force=force)
+        except EnclaveError as exc:
+            raise fail(exc) from None
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+            return
+        check = report["check"]
+        typer.echo(f"int8 embedder: {report['path']} ({_size(report['size_bytes'])})")
+        typer.echo(f"name recorded in an index: {report['name']}")
+        typer.echo(
+            f"cosine to fp32 on {check['texts']} check texts: min {check['cosine_min']:.4f}, "
+            f"mean {check['cosine_mean']:.4f}; on this machine: min "
+            f"{report['cosine_min_here']:.4f}"
+        )
+        typer.echo(
+            "built in {:.1f} s".format(report["build_seconds"])
+            if report["built_now"]
+            else "already built (use --force to build again)"
+        )
+
     app.add_typer(models_app, name="models")
+
+
+def build_int8(settings: EmbedderSettings, *, force: bool = False) -> dict[str, Any]:
+    """Build (or find) the int8 embedder of ``settings.model`` and check it on this machine."""
+    import time
+
+    from enclave.errors import ConfigError
+    from models.embedder import is_hash_model, model_source
+    from models.int8 import (
+        build_folder,
+        check_on_this_machine,
+        ensure_int8_model,
+        load_int8_embedder,
+    )
+    from models.onnx_embedder import read_manifest
+    from models.variants import variant_name
+
+    if is_hash_model(settings.model):
+        raise ConfigError(f"the test embedder {settings.model!r} has no int8 variant")
+    path, label, identity = model_source(settings)
+    built_now = force or read_manifest(build_folder(path, label, settings.cache_dir)) is None
+    t0 = time.perf_counter()
+    if force:
+        ensure_int8_model(
+            path,
+            label=label,
+            identity=identity,
+            cache_dir=settings.cache_dir,
+            threads=settings.threads,
+            force=True,
+        )
+    emb = load_int8_embedder(  # builds when missing; refuses a build that drifts here
+        path,
+        label=label,
+        identity=identity,
+        name=variant_name(identity, "int8"),
+        cache_dir=settings.cache_dir,
+        threads=settings.threads,
+    )
+    return {
+        "path": str(emb.folder),
+        "name": emb.name,
+        "size_bytes": _dir_size(emb.folder),
+        "built_now": built_now,
+        "build_seconds": round(time.perf_counter() - t0, 1),
+        "check": emb.manifest["check"],
+        "cosine_min_here": round(check_on_this_machine(emb), 5),
+        "manifest": emb.manifest,
+    }
 
 
 def _list(as_json: bool, config: Path | None, data_dir: Path | None) -> None:

@@ -5,9 +5,11 @@ counts them) and its adapters. Batching lives once in the base class.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from enclave.settings import EmbedderSettings
 
 Vectors = npt.NDArray[np.float32]
+
+log = logging.getLogger(__name__)
 
 
 class Embedder(ABC):
@@ -58,7 +62,9 @@ class Embedder(ABC):
 
 
 class SentenceTransformerEmbedder(Embedder):
-    """Any sentence-transformers model folder, loaded offline."""
+    """Any sentence-transformers model folder, loaded offline: the fp32 variant."""
+
+    variant = "fp32"
 
     def __init__(
         self,
@@ -116,11 +122,13 @@ class SentenceTransformerEmbedder(Embedder):
             )
         return np.asarray(vecs, dtype=np.float32)
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "variant": "fp32"}
+
 
 def _model_identity(path: str, display_name: str | None = None) -> str:
     """A name for the model that survives reinstalls: folder name plus a hash of its config
     and weights' sizes (cheap, yet it changes when the weights change)."""
-    from pathlib import Path
 
     root = Path(path)
     h = hashlib.sha256()
@@ -163,17 +171,67 @@ class HashEmbedder(Embedder):
         return out
 
 
-def load_embedder(settings: EmbedderSettings) -> Embedder:
-    """The embedder the settings name: 'bundled', 'hash' (tests) or a model folder."""
-    if settings.model == "hash":
-        return HashEmbedder(batch_size=settings.batch_size)
+_HASH_MODEL = re.compile(r"^hash(?:-([1-9][0-9]{0,4}))?$")
+
+
+def is_hash_model(model: str) -> bool:
+    """Whether ``embedder.model`` names the hash embedder: ``hash`` (64 dimensions) or
+    ``hash-N``."""
+    return _HASH_MODEL.match(model) is not None
+
+
+def hash_dimension(model: str) -> int:
+    m = _HASH_MODEL.match(model)
+    return int(m.group(1)) if m and m.group(1) else 64
+
+
+def model_source(settings: EmbedderSettings) -> tuple[Path, str, str]:
+    """(model folder, label, fp32 identity) of a model setting other than 'hash': the label is
+    the bundled model's name or the folder's name."""
     from models.bundled import BUNDLED_EMBEDDER_NAME, resolve_embedder
 
     path = resolve_embedder(settings.model)
+    label = BUNDLED_EMBEDDER_NAME if settings.model == "bundled" else path.name
+    return path, label, _model_identity(str(path), label)
+
+
+def load_embedder(settings: EmbedderSettings) -> Embedder:
+    """The embedder the settings name: 'bundled', 'hash' (tests) or a model folder, in the
+    settings' variant (``auto`` without an index: the default for a new index; pass the
+    settings through :func:`models.variants.for_index` to follow an existing index).
+
+    The int8 variant is built on first use when ``enclave models build-int8`` has not built it
+    (models/int8.py); the fp32 variant is the model on sentence-transformers."""
+    if is_hash_model(settings.model):
+        return HashEmbedder(
+            dimension=hash_dimension(settings.model), batch_size=settings.batch_size
+        )
+    from models.variants import resolve_variant, variant_name
+
+    path, label, identity = model_source(settings)
+    if resolve_variant(settings) == "int8":
+        from enclave.errors import ConfigError
+        from models.int8 import load_int8_embedder
+
+        try:
+            return load_int8_embedder(
+                path,
+                label=label,
+                identity=identity,
+                name=variant_name(identity, "int8"),
+                cache_dir=settings.cache_dir,
+                batch_size=settings.batch_size,
+                threads=settings.threads,
+            )
+        except ConfigError as exc:
+            if settings.variant != "auto":
+                raise
+            # the default for a new index, not a request: fall back to the model as published
+            log.warning("using the fp32 embedder: %s", exc.message)
     return SentenceTransformerEmbedder(
         str(path),
         device=settings.device,
         batch_size=settings.batch_size,
         threads=settings.threads,
-        display_name=BUNDLED_EMBEDDER_NAME if settings.model == "bundled" else None,
+        display_name=label,
     )

@@ -219,11 +219,25 @@ class Generator(ABC):
             collected.add(event)
         return collected.result()
 
+    def parameter_count(self) -> int | None:
+        """The model's number of parameters, when known (the answer stage's ``auto`` mode
+        reads it)."""
+        return None
+
+    def end_of_turn_strings(self) -> list[str]:
+        """Texts that end the model's turn (its chat template's end-of-turn marker, its end
+        token): a generation stops at them even when the model writes one as plain text."""
+        return []
+
     def warmup(self, system_prompt: str) -> None:  # noqa: B027 - optional hook
         """Prepare for prompts that start with ``system_prompt`` (no-op unless overridden)."""
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "context_size": self.context_size}
+        return {
+            "name": self.name,
+            "context_size": self.context_size,
+            "parameters": self.parameter_count(),
+        }
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model (no-op unless overridden)."""
@@ -243,7 +257,8 @@ class FakeGenerator(Generator):
     ``PER_MESSAGE`` tokens per message and ``GENERATION_PROMPT`` for the answer header. The
     answer is ``"Based on the sources [1]."`` followed by up to eight words of the last user
     message, or ``reply`` when given. ``token_delay_s`` slows each token (cancellation and
-    timeout tests).
+    timeout tests). ``parameters``: the size it claims (None: unknown, as a stand-in for a
+    large model).
     """
 
     PER_MESSAGE = 4
@@ -256,8 +271,10 @@ class FakeGenerator(Generator):
         reply: str | None = None,
         token_delay_s: float = 0.0,
         name: str = "fake",
+        parameters: int | None = None,
     ) -> None:
         self.name = name
+        self.parameters = parameters
         self.context_size = context_size
         self.reply = reply
         self.token_delay_s = token_delay_s
@@ -267,6 +284,9 @@ class FakeGenerator(Generator):
 
     def count_tokens(self, text: str) -> int:
         return len(_WS.findall(text))
+
+    def parameter_count(self) -> int | None:
+        return self.parameters
 
     def count_chat_tokens(self, messages: list[Message]) -> int:
         check_messages(messages)

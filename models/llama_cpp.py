@@ -143,6 +143,8 @@ class LlamaCppGenerator(Generator):
             )
             for flag in (True, False)
         }
+        self._parameters = int(llama_cpp.llama_model_n_params(model.model))
+        self._end_strings = end_of_turn_strings(self, self.metadata)
         self._lock = threading.Lock()
         self._abort_event: threading.Event | None = None
         self._closed = False
@@ -175,6 +177,12 @@ class LlamaCppGenerator(Generator):
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def parameter_count(self) -> int | None:
+        return self._parameters
+
+    def end_of_turn_strings(self) -> list[str]:
+        return list(self._end_strings)
+
     def count_chat_tokens(self, messages: list[Message]) -> int:
         return len(self.prompt_tokens(messages))
 
@@ -191,7 +199,8 @@ class LlamaCppGenerator(Generator):
     ) -> Iterator[StreamEvent]:
         tokens = self.prompt_tokens(messages)
         room = answer_room(len(tokens), self.context_size, max_tokens)
-        return self._stream(tokens, room, temperature, stop, cancel)
+        stops = list(dict.fromkeys([*(stop or []), *self._end_strings]))
+        return self._stream(tokens, room, temperature, stops, cancel)
 
     def _prefill(self, tokens: list[int], cancel: threading.Event | None) -> bool:
         """Evaluate all but the last prompt token, reusing the cached prefix. While it runs,
@@ -327,6 +336,9 @@ class LlamaCppGenerator(Generator):
             "chat_template": self.template_source,
             "weight_repack": self.weight_repack,
             "architecture": self.metadata.get("general.architecture"),
+            "parameters": self._parameters,
+            "size_label": self.metadata.get("general.size_label"),
+            "end_of_turn": self._end_strings,
         }
 
     def close(self) -> None:
@@ -336,6 +348,38 @@ class LlamaCppGenerator(Generator):
             self._closed = True
             self._set_abort(False)
             self._llm.close()
+
+
+_TURN_MARK = "\u2063ENCLAVE-TURN-END\u2063"
+
+
+def end_of_turn_strings(generator: LlamaCppGenerator, metadata: dict[str, str]) -> list[str]:
+    """What ends an assistant turn for this model, from its GGUF metadata: the text its chat
+    template writes right after an assistant message (``<|im_end|>``, ``<|eot_id|>``,
+    ``<end_of_turn>``, ``</s>``...), and the texts of its end-of-sequence and end-of-turn
+    tokens. llama.cpp already stops at tokens it marks end-of-generation; these catch a model
+    that spells the marker out as plain text."""
+    found: list[str] = []
+    try:
+        rendered = generator.render(
+            [{"role": "user", "content": "q"}, {"role": "assistant", "content": _TURN_MARK}],
+            add_generation_prompt=False,
+        )
+    except Exception:  # a template that refuses this shape: the tokens below still count
+        rendered = ""
+    if _TURN_MARK in rendered:
+        after = rendered.split(_TURN_MARK, 1)[1].split("\n", 1)[0].strip()
+        if after:
+            found.append(after)
+    model = generator._llm._model
+    for key in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"):
+        value = metadata.get(key)
+        if value is None or not str(value).isdigit():
+            continue
+        text = model.token_get_text(int(value))
+        if text and len(text) > 1 and not text.isspace():
+            found.append(text)
+    return list(dict.fromkeys(found))
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from enclave.security.injection import FLAG_INJECTION, injection_signals, leaks_system_prompt
 from models.generator import Message
 from rag.packing import PackedSource
-from rag.prompt import SYSTEM_PROMPT
+from rag.prompt import PROMPTS
 from store.records import SearchHit
 
 _DISTINCT = re.compile(r"[\w][\w-]{3,}[\w]")
@@ -67,7 +67,7 @@ def suspect_tokens(
 def guard_answer(text: str, suspect: set[str]) -> str | None:
     """Why ``text`` must not reach the user, or None: it quotes the system prompt
     (:data:`SYSTEM_PROMPT_LEAK`), or it repeats a suspect token (:data:`INJECTED_TEXT`)."""
-    if leaks_system_prompt(text, SYSTEM_PROMPT):
+    if leaks_prompt(text):
         return SYSTEM_PROMPT_LEAK
     if suspect:
         said = {t.lower() for t in re.findall(r"[\w-]+", text)}
@@ -78,5 +78,6 @@ def guard_answer(text: str, suspect: set[str]) -> str | None:
 
 
 def leaks_prompt(text: str) -> bool:
-    """Whether a partial answer already quotes the system prompt (streaming stops there)."""
-    return leaks_system_prompt(text, SYSTEM_PROMPT)
+    """Whether a (partial) answer quotes one of Enclave's system prompts (streaming stops
+    there)."""
+    return any(leaks_system_prompt(text, prompt) for prompt in PROMPTS)

@@ -73,7 +73,8 @@ def run_server(settings: Settings, *, log_level: str = "info") -> None:
     if not settings.security.auth:
         typer.echo("warning: authentication is off (--no-auth): every caller is an admin", err=True)
     typer.echo(
-        f"Enclave serving {settings.data_dir} on http://{settings.server.host}:"
+        f"Enclave serving {settings.store.uri or settings.data_dir} on "
+        f"http://{settings.server.host}:"
         f"{settings.server.port} (API under /v1, readiness at /readyz)",
         err=True,
     )

@@ -130,8 +130,30 @@ def allowed_methods(request: Request) -> str:
 
 
 async def _bug_handler(request: Request, exc: Exception) -> Response:
+    if _storage_error(exc):  # the index's storage (an object store) did not answer
+        log.warning("index storage error on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503,
+            "the index storage did not answer; try again shortly",
+            "server_error",
+            "index_unavailable",
+            headers={"Retry-After": "2"},
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal server error", "server_error", "internal_error")
+
+
+def _storage_error(exc: BaseException) -> bool:
+    """An I/O error of LanceDB (an OSError, or its ``LanceError(IO)``) or of the S3 client,
+    not a bug of Enclave."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) or type(seen).__module__.startswith("botocore"):
+            return True
+        if isinstance(seen, RuntimeError) and "LanceError(IO)" in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -129,6 +130,64 @@ class ReleaseCollector(Collector):
                 pass
         yield info
         yield promoted
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
+
+
+class SyncCollector(Collector):
+    """``enclave sync``'s state, read at scrape time from the state file it writes in the
+    data directory (ingest/sync.py): up, pending changes, runs, errors, the last run."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = data_dir
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from datetime import datetime
+
+        from ingest.sync import read_sync_state
+
+        state = read_sync_state(self.data_dir)
+        up = GaugeMetricFamily(
+            "enclave_sync_up", "1 while an `enclave sync` process reports for this data dir"
+        )
+        up.add_metric([], 1.0 if state and state.get("running") else 0.0)
+        yield up
+        if state is None:
+            return
+        info = GaugeMetricFamily(
+            "enclave_sync_info",
+            "the sync process's state (watching, running, waiting, blocked, error, stopped) "
+            "and its last release",
+            labels=["state", "last_release"],
+        )
+        last = state.get("last_release") or {}
+        info.add_metric([str(state.get("state")), str(last.get("id") or "")], 1.0)
+        yield info
+        for name, doc, key in (
+            ("enclave_sync_pending_changes", "changes seen and not yet ingested",
+             "pending_changes"),
+            ("enclave_sync_runs", "ingest runs the sync process made", "runs"),
+            ("enclave_sync_errors", "runs that failed (errors reported in the state)",
+             "errors_total"),
+        ):  # fmt: skip
+            g = GaugeMetricFamily(name, doc)
+            g.add_metric([], float(state.get(key) or 0))
+            yield g
+        run = state.get("last_run") or {}
+        when = GaugeMetricFamily(
+            "enclave_sync_last_run_timestamp_seconds", "when the last sync run finished"
+        )
+        took = GaugeMetricFamily("enclave_sync_last_run_seconds", "how long the last run took")
+        if run.get("finished_at"):
+            try:
+                stamp = datetime.fromisoformat(str(run["finished_at"]).replace("Z", "+00:00"))
+                when.add_metric([], stamp.timestamp())
+                took.add_metric([], float(run.get("seconds") or 0.0))
+            except ValueError:
+                pass
+        yield when
+        yield took
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

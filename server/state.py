@@ -35,8 +35,86 @@ if TYPE_CHECKING:
     from models.generator import Generator
     from store.ann import AnnTuning
     from store.db import Store
+    from store.view import IndexView
 
 log = logging.getLogger("enclave.server")
+
+
+class Embedders:
+    """The embedders a server holds, by name: the configured one, and the one of each table
+    set (store/sets.py) a promotion made live, loaded from the settings the set recorded
+    (``enclave-index.json`` ``build.embedder``). A release of another set is served once its
+    embedder is loaded (in the background: the current release is served meanwhile), so a
+    question is always embedded by the model its release's vectors came from."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_name: dict[str, Embedder] = {}
+        self._loading: set[str] = set()
+        self._failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, embedder: Embedder) -> None:
+        with self._lock:
+            self._by_name.setdefault(embedder.name, embedder)
+
+    def get(self, name: str | None) -> Embedder | None:
+        return None if name is None else self._by_name.get(name)
+
+    def ready_for(self, view: IndexView, *, wait: bool = False) -> bool:
+        """Whether the embedder of ``view``'s tables is loaded; starts loading it when not
+        (``wait``: loads it now)."""
+        name = view.embedder_name
+        if name is None or name in self._by_name:
+            return True
+        build = (view.meta.get("build") or {}).get("embedder")
+        if not isinstance(build, dict):
+            if name not in self._failed:
+                self._failed[name] = "its table set does not record how to load it"
+                log.error("cannot serve %s: embedder %s unknown", view.release_id, name)
+            return False
+        with self._lock:
+            if name in self._loading or name in self._failed:
+                return False
+            self._loading.add(name)
+        if wait:
+            self._load(name, build)
+            return name in self._by_name
+        threading.Thread(
+            target=self._load, args=(name, build), name="enclave-embedder", daemon=True
+        ).start()
+        return False
+
+    def _load(self, name: str, build: dict[str, object]) -> None:
+        from enclave.settings import EmbedderSettings
+        from models.embedder import load_embedder
+        from models.variants import for_index
+
+        own = self.settings.embedder
+        try:
+            spec = EmbedderSettings.model_validate(
+                {
+                    **build,
+                    "device": own.device,
+                    "threads": own.threads,
+                    "cache_dir": own.cache_dir,
+                }
+            )
+            # the variant the set's embedder name records wins over the recorded setting (an
+            # older set recorded ``auto``): the vectors and the questions must share a variant
+            embedder = load_embedder(for_index(spec, name))
+            if embedder.name != name:
+                raise EmbedderMismatchError(
+                    f"{spec.model} loads as {embedder.name}, but the tables were built with {name}"
+                )
+            self.add(embedder)
+            log.info("embedder %s loaded for a release of another table set", name)
+        except Exception as exc:  # reported, the current release stays served
+            self._failed[name] = str(exc)
+            log.error("cannot load embedder %s: %s", name, exc)
+        finally:
+            with self._lock:
+                self._loading.discard(name)
 
 
 @dataclass
@@ -70,12 +148,20 @@ class AppState:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        from server.prometheus import SyncCollector
+
+        self.metrics.registry.register(SyncCollector(settings.data_dir))
         self.security = security
         self._generator = generator
         self._embedder = embedder
+        self.embedders = Embedders(settings)
         self._index: LiveIndex | None = (
-            None if store is None else LiveIndex(store.path, tuning=_tuning(settings))
+            None if store is None else (LiveIndex(store.root, tuning=_tuning(settings)))
         )
+        # where the index lives is checked before anything binds: a bad store.uri, missing
+        # credentials or an unreachable bucket stop start-up with a clear message
+        self._location = settings.index if store is None else store.root
+        self._location.check()
         self._owned: list[Generator] = []
         self.services: Services | None = None
         self.error: str | None = None
@@ -113,11 +199,16 @@ class AppState:
         started = time.monotonic()
         try:
             if self._index is None:
-                self._index = LiveIndex(self.settings.lance_dir, tuning=_tuning(self.settings))
+                self._index = LiveIndex(self._location, tuning=_tuning(self.settings))
             if self._embedder is None:
                 from models.embedder import load_embedder
+                from models.variants import for_index
 
-                self._embedder = load_embedder(self.settings.embedder)
+                # under variant "auto" the index's recorded variant: queries are embedded
+                # the way its chunks were
+                self._index.reader()  # the live release's table set decides
+                bound = self._index.embedder_name
+                self._embedder = load_embedder(for_index(self.settings.embedder, bound))
             if self._generator is None:
                 from models.generator import load_generator
 
@@ -142,17 +233,35 @@ class AppState:
     def _build(self) -> None:
         index, embedder, generator = self._index, self._embedder, self._generator
         assert index is not None and embedder is not None and generator is not None
+        from store.view import IndexView
+
+        self.embedders.add(embedder)
+        view = index.reader()
         bound = index.embedder_name
-        if bound is not None and (bound != embedder.name or index.dimension != embedder.dimension):
+        from models.variants import mismatch_message, other_variant
+
+        # an explicit other variant of the index's model is a request to refuse, not to serve
+        # the index with the model its set recorded
+        if (
+            bound is not None
+            and bound != embedder.name
+            and other_variant(bound, self.settings.embedder)
+        ):
             raise EmbedderMismatchError(
-                f"the index at {index.path} was built with embedder {bound} "
-                f"(dimension {index.dimension}), but the server loaded {embedder.name} "
-                f"(dimension {embedder.dimension}); serve it with the same embedder"
+                mismatch_message(bound, embedder.name, where=str(index.location))
             )
+        if isinstance(view, IndexView):
+            self.embedders.ready_for(view, wait=True)  # a re-indexed release's own embedder
+        index.accept = self.embedders.ready_for  # later releases: their embedder first
+        if bound is not None and self.embedders.get(bound) is None:
+            message = mismatch_message(bound, embedder.name, where=str(index.location))
+            if index.dimension != embedder.dimension:
+                message += f" (dimensions: index {index.dimension}, embedder {embedder.dimension})"
+            raise EmbedderMismatchError(message)
         from server.prometheus import ReleaseCollector
 
         self.metrics.registry.register(ReleaseCollector(index))
-        retriever = Retriever(self.settings, index, embedder)
+        retriever = Retriever(self.settings, index, embedder, embedders=self.embedders.get)
         rag = RagService(self.settings, index, embedder, generator, retriever=retriever)
         queue = GenerationQueue(
             self.settings.server.queue_size,
@@ -195,4 +304,4 @@ class AppState:
 def _tuning(settings: Settings) -> AnnTuning:
     from store.ann import AnnTuning
 
-    return AnnTuning.from_settings(settings.index)
+    return AnnTuning.from_settings(settings.vector_index)

@@ -3,17 +3,17 @@ and how vector search picks its path.
 
 **Search paths** (:class:`VectorSearch`, one per reader and table version):
 
-* below ``index.ann_min_rows`` chunks and without a vector index: an exact scan of every
-  vector held in memory (one matrix product, ~7 ms per 100k chunks, where LanceDB's own flat
-  scan takes ~140 ms). The matrix is loaded once per release view; a prefilter selects its
+* below ``vector_index.ann_min_rows`` chunks and without a vector index: an exact scan of
+  every vector held in memory (one matrix product, ~7 ms per 100k chunks, where LanceDB's
+  own flat scan takes ~140 ms). The matrix is loaded once per release view; a prefilter selects its
   rows through the scalar indexes;
 * with a vector index (IVF_HNSW_SQ by default, or IVF_PQ): the index, its best
   ``refine_factor`` x k candidates re-ranked with the full vectors (the index's own are
   quantized: IVF_HNSW_SQ alone tops out near recall@10 0.94), plus LanceDB's flat scan of
   the rows added after the build (they are always found);
 * a prefilter (ACL groups, path prefix, document ids) is applied *before* ranking. When it
-  matches at most ``index.filtered_exact_rows`` chunks, those chunks are ranked exactly
-  (found through the scalar indexes, no ANN): a key that can read 1% of the index still gets
+  matches at most ``vector_index.filtered_exact_rows`` chunks, those chunks are ranked
+  exactly (found through the scalar indexes, no ANN): a key that can read 1% of the index still gets
   its full top_k. A larger filtered set goes through the ANN index with the filter as a
   prefilter, and should the index return fewer than k rows, an exact ranking of the filtered
   rows replaces its answer;
@@ -25,14 +25,16 @@ and how vector search picks its path.
 ``enclave index optimize`` and the background build an ingest run starts):
 
 * scalar indexes (BTREE on ``doc_id`` and ``source``, LABEL_LIST on ``groups``) are built
-  when missing and rebuilt when the rows added since pass ``index.retrain_share`` (seconds at a
-  million chunks), inside the ingest run, so every candidate release carries them;
-* the vector index is built once the table reaches ``index.ann_min_rows`` and rebuilt when
-  the rows added since its build pass ``index.retrain_share`` (LanceDB 0.40's Python API has
-  no incremental index update without compacting the table, which Enclave avoids: see
-  store/maintain.py). With ``index.background`` (the default) the build runs after the
-  ingest run in its own process and never holds the writer lock while it builds: it builds
-  on the head, then takes the lock for a moment to publish (:func:`optimize`).
+  when missing and rebuilt when the rows added since pass ``vector_index.retrain_share``
+  (seconds at a million chunks), inside the ingest run, so every candidate release carries
+  them;
+* the vector index is built once the table reaches ``vector_index.ann_min_rows`` and rebuilt
+  when the rows added since its build pass ``vector_index.retrain_share`` (LanceDB 0.40's
+  Python API has no incremental index update without compacting the table, which Enclave
+  avoids: see store/maintain.py). With ``vector_index.background`` (the default) the build
+  runs after the ingest run in its own process and never holds the writer lock while it
+  builds: it builds on the head, then takes the lock for a moment to publish
+  (:func:`optimize`).
 
 Index builds and releases: a build is a new version of the chunks table, and a release is
 pinned to its versions, so an index only reaches readers through a release. When the head
@@ -42,6 +44,17 @@ promotes it under ``release.auto_promote``: the server switches to it like to an
 When the head held a pending candidate, the candidate is moved to the indexed version. When
 the head changed meanwhile, the index stays in the head and the next candidate carries it.
 Rolling back to a release without the index serves it by the flat or exact paths above.
+
+**Table sets** (store/sets.py): the indexes live in the tables they index. A writer keeps the
+indexes of the set it writes to; :func:`optimize` builds on the head of the live release's
+set and publishes a release of that set. A set built by ``enclave reindex`` gets its scalar
+indexes during the run and its vector index from ``enclave index optimize`` once it is live.
+
+**An index on object storage** (``store.uri = "s3://..."``): no index upkeep runs there (no
+scalar or vector index is built, automatic or background), and ``enclave index optimize``
+refuses with a usage error: the build lock is a local file lock and the build would write
+index files the writers' cleanup on other hosts does not know about. Vector search on S3
+takes the exact path (vectors in memory) or, past :data:`EXACT_MAX_ROWS`, LanceDB's flat scan.
 """
 
 from __future__ import annotations
@@ -64,7 +77,8 @@ from store.registry import REGISTRY_DIR
 from store.schema import HIT_COLUMNS
 
 if TYPE_CHECKING:
-    from enclave.settings import IndexSettings, Settings
+    from enclave.settings import Settings, VectorIndexSettings
+    from store.location import IndexLocation
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +121,7 @@ class AnnTuning:
         return 50 if self.kind == "ivf_pq" else 3
 
     @classmethod
-    def from_settings(cls, s: IndexSettings) -> AnnTuning:
+    def from_settings(cls, s: VectorIndexSettings) -> AnnTuning:
         return cls(
             ann_min_rows=s.ann_min_rows,
             kind=s.kind,
@@ -209,18 +223,21 @@ def refresh_scalar_indexes(
     return built
 
 
-def forget_indexed_values(table: Any, columns: dict[str, tuple[str, str]] | None = None) -> None:
-    """After rows were purged: the scalar indexes are rebuilt and the vector index dropped
-    (both hold values of the removed rows: paths, ids, quantized vectors). The table is
-    then searched exactly or by a flat scan until ``enclave index optimize`` builds its
-    vector index again."""
+def forget_indexed_values(
+    table: Any, columns: dict[str, tuple[str, str]] | None = None, *, rebuild: bool = True
+) -> None:
+    """After rows were purged: the scalar indexes are rebuilt (``rebuild``; on an index on
+    object storage they are only dropped) and the vector index dropped (both hold values of
+    the removed rows: paths, ids, quantized vectors). The table is then searched exactly or
+    by a flat scan until ``enclave index optimize`` builds its vector index again."""
     columns = SCALAR_INDEXES if columns is None else columns
     if index_named(table, VECTOR_INDEX) is not None:
         table.drop_index(VECTOR_INDEX)
     for _column, (name, _kind) in columns.items():
         if index_named(table, name) is not None:
             table.drop_index(name)
-    refresh_scalar_indexes(table, 1.0, columns)
+    if rebuild:
+        refresh_scalar_indexes(table, 1.0, columns)
 
 
 def upkeep(table: Any, tuning: AnnTuning) -> dict[str, Any]:
@@ -243,8 +260,8 @@ class BuildLock:
     #: locks this process holds for something else than a build (a purge): path -> why
     _others: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, lance_dir: Path | str, purpose: str = "build") -> None:
-        self.path = Path(lance_dir) / REGISTRY_DIR / BUILD_LOCK
+    def __init__(self, lance_dir: IndexLocation | Path | str, purpose: str = "build") -> None:
+        self.path = _local_root(lance_dir) / REGISTRY_DIR / BUILD_LOCK
         self.purpose = purpose
         self._fd: int | None = None
 
@@ -280,7 +297,7 @@ class BuildLock:
             self._fd = None
 
     @staticmethod
-    def held(lance_dir: Path | str) -> bool:
+    def held(lance_dir: IndexLocation | Path | str) -> bool:
         """Whether a build (of any process) holds the lock now."""
         probe = BuildLock(lance_dir)
         if not probe.path.exists() or str(probe.path.resolve()) in BuildLock._others:
@@ -291,7 +308,26 @@ class BuildLock:
         return True
 
 
-def _with_writer_lock(lance_dir: Path, what: str, wait_s: float) -> Any:
+def _local_root(where: IndexLocation | Path | str) -> Path:
+    """The index's host-local folder (the index folder itself for a local index)."""
+    from store.location import IndexLocation
+
+    return where.local_root if isinstance(where, IndexLocation) else Path(where)
+
+
+def require_local_index(location: IndexLocation, what: str) -> None:
+    """Vector index builds run on a local index only (module docstring)."""
+    if location.is_remote:
+        from enclave.errors import UsageError
+
+        raise UsageError(
+            f"{what} is not available on an index on object storage ({location.uri}): "
+            "Enclave builds the vector and filter indexes on a local index only. Vector "
+            "search there is exact (in memory) or a flat scan (docs/architecture.md)."
+        )
+
+
+def _with_writer_lock(lance_dir: IndexLocation, what: str, wait_s: float) -> Any:
     """The writer lock, waiting up to ``wait_s`` for another writer to finish."""
     from store.lock import WriterBusyError, WriterLock
 
@@ -312,30 +348,34 @@ def optimize(
 ) -> dict[str, Any]:
     """``enclave index optimize``: build the vector index on the head when due (``force``:
     whatever the counts say), holding the writer lock only to look and to publish, never
-    while it builds; then publish it through a release (module docstring)."""
+    while it builds; then publish it through a release of the live release's table set
+    (module docstring). UsageError on an index on object storage."""
     from store.db import CHUNKS, Store
     from store.maintain import recover
-    from store.purge import PURGE_FILE
+    from store.purge import pending_purge
     from store.registry import CANDIDATE, HeadState
     from store.releases import Releases
+    from store.sets import active_tables
 
-    lance_dir = settings.lance_dir
-    tuning = AnnTuning.from_settings(settings.index)
+    lance_dir = settings.index
+    require_local_index(lance_dir, "enclave index optimize")
+    tuning = AnnTuning.from_settings(settings.vector_index)
     build_lock = BuildLock(lance_dir)
     if not build_lock.try_acquire():
         return {"built": False, "reason": "another index build is running"}
     try:
         lock = _with_writer_lock(lance_dir, "enclave index optimize (looking)", lock_wait_s)
         try:
-            store = Store(lance_dir)
+            tables = active_tables(lance_dir)
+            store = Store(lance_dir, tables=tables)
             rels = Releases(store)
             recover(store, rels.registry)
             table = store.chunks_table()
-            head0 = rels.registry.head()
+            head0 = rels.registry.head(tables)
             due = None if table is None else vector_index_due(table, tuning)
             if table is None or (due is None and not force):
                 return {"built": False, "reason": "not due", "due": due}
-            if head0.dirty or rels.registry.files.read(PURGE_FILE) is not None:
+            if head0.dirty or pending_purge(rels.registry, tables):
                 return {"built": False, "reason": "an unfinished ingest run or purge"}
             before = int(table.version)
         finally:
@@ -349,9 +389,9 @@ def optimize(
         out: dict[str, Any] = {"built": True, "reason": due or "forced", "build_s": seconds}
         lock = _with_writer_lock(lance_dir, "enclave index optimize (publishing)", lock_wait_s)
         try:
-            store = Store(lance_dir)
+            store = Store(lance_dir, tables=tables)
             rels = Releases(store)
-            head1 = rels.registry.head()
+            head1 = rels.registry.head(tables)
             versions = store.head_versions()
             same = head1 == head0 and not head1.dirty and versions.get(CHUNKS) == before + 1
             out["published"] = None
@@ -360,7 +400,7 @@ def optimize(
                 return out
             rec = rels.registry.find(head0.release)
             live = rels.registry.live()
-            if rec is None:
+            if rec is None or rec.tables != tables:
                 return out
             if live is not None and rec.id == live.release:
                 new = rels.record_index_release(rec, versions)
@@ -370,7 +410,7 @@ def optimize(
                 out["live"] = settings.release.auto_promote
             elif rec.state == CANDIDATE and not rec.held:
                 rels.move_candidate(rec, versions)
-                rels.registry.set_head(HeadState(release=rec.id))
+                rels.registry.set_head(HeadState(release=rec.id), tables)
                 out["published"] = rec.id
                 out["live"] = False
             return out
@@ -382,22 +422,25 @@ def optimize(
 
 def start_background_build(settings: Settings) -> int | None:
     """Start ``enclave index optimize`` in its own process (niced, detached, its output in
-    ``_enclave/index-build.log``); returns its pid, None when a build already runs."""
+    ``_enclave/index-build.log``); returns its pid, None when a build already runs or the
+    index is on object storage (no builds there: module docstring)."""
     import subprocess
     import sys
 
-    if BuildLock.held(settings.lance_dir):
+    if settings.index.is_remote or BuildLock.held(settings.index):
         return None
     env = dict(os.environ)
-    for key, value in settings.index.model_dump().items():
-        name = f"ENCLAVE_INDEX__{key.upper()}"
+    for key, value in settings.vector_index.model_dump().items():
+        name = f"ENCLAVE_VECTOR_INDEX__{key.upper()}"
         if value is None:
             env.pop(name, None)
         else:
             env[name] = str(value).lower() if isinstance(value, bool) else str(value)
     env["ENCLAVE_RELEASE__AUTO_PROMOTE"] = str(settings.release.auto_promote).lower()
     env["ENCLAVE_RELEASE__KEEP"] = str(settings.release.keep)
-    log_path = settings.lance_dir / REGISTRY_DIR / "index-build.log"
+    if settings.store.uri:  # a local index outside data_dir
+        env["ENCLAVE_STORE__URI"] = settings.store.uri
+    log_path = settings.index.local_root / REGISTRY_DIR / "index-build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(

@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from store.reader import TableReader
-from store.records import STATUS_FAILED, DocumentRecord
+from store.records import STATUS_FAILED, STATUS_QUARANTINED, DocumentRecord
+
+#: statuses the failure rail and the diff count as failed: a parse that failed, and one whose
+#: quality was too poor to serve (a parser regression shows as either)
+FAILING = (STATUS_FAILED, STATUS_QUARANTINED)
 
 
 @dataclass
@@ -31,7 +35,7 @@ class DocumentChanges:
     added: list[DocumentRecord] = field(default_factory=list)
     changed: list[tuple[DocumentRecord, DocumentRecord]] = field(default_factory=list)
     removed: list[DocumentRecord] = field(default_factory=list)
-    #: failed in the newer release, not failed (or absent) in the older one
+    #: failed or quarantined in the newer release, neither (or absent) in the older one
     failed: list[DocumentRecord] = field(default_factory=list)
     before: int = 0
     after: int = 0
@@ -49,15 +53,15 @@ def compare_documents(old: TableReader | None, new: TableReader) -> DocumentChan
     """The documents ``new`` adds, changes, removes and newly fails compared with ``old``."""
     a, b = _by_id(old), _by_id(new)
     out = DocumentChanges(before=len(a), after=len(b))
-    out.failed_before = sum(1 for d in a.values() if d.status == STATUS_FAILED)
-    out.failed_after = sum(1 for d in b.values() if d.status == STATUS_FAILED)
+    out.failed_before = sum(1 for d in a.values() if d.status in FAILING)
+    out.failed_after = sum(1 for d in b.values() if d.status in FAILING)
     for doc_id, doc in sorted(b.items(), key=lambda kv: kv[1].path):
         prev = a.get(doc_id)
         if prev is None:
             out.added.append(doc)
         elif prev.sha256 != doc.sha256 or prev.chunk_count != doc.chunk_count:
             out.changed.append((prev, doc))
-        if doc.status == STATUS_FAILED and (prev is None or prev.status != STATUS_FAILED):
+        if doc.status in FAILING and (prev is None or prev.status not in FAILING):
             out.failed.append(doc)
     out.removed = sorted((d for i, d in a.items() if i not in b), key=lambda d: d.path)
     return out
@@ -139,7 +143,8 @@ def check_rails(
         verdict.reasons.append(
             f"its share of failed documents rises from {verdict.failed_share_before:.0%} to "
             f"{verdict.failed_share_after:.0%} (more than release.max_failure_jump = "
-            f"{max_failure_jump:.0%}): a broken parser or unreadable files?"
+            f"{max_failure_jump:.0%}): a broken parser or unreadable files? (quarantined "
+            "documents count as failed: `enclave quarantine list`)"
         )
     verdict.ok = not verdict.reasons
     return verdict

@@ -25,7 +25,6 @@ tags' own timestamps.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from enclave.errors import EmbedderMismatchError, UsageError
+from store.location import IndexLocation, locate
 from store.reader import TableReader
 from store.records import (
     META_FILE,
@@ -46,6 +46,7 @@ from store.records import (
     valid_group,
 )
 from store.schema import (
+    ADDED_DOCUMENT_COLUMNS,
     chunks_schema,
     documents_schema,
     sql_str,
@@ -73,40 +74,42 @@ class Store(TableReader):
 
     def __init__(
         self,
-        lance_dir: Path | str,
+        lance_dir: IndexLocation | Path | str,
         *,
         read_consistency_s: float = 0.0,
+        tables: str | None = None,
         tuning: AnnTuning | None = None,
     ) -> None:
-        import lancedb
-
         from store.ann import DEFAULT_TUNING
+        from store.sets import set_location
 
-        self.path = Path(lance_dir)
+        #: the index's location (registry, lock, pointer); ``location`` holds this set's tables
+        self.root = locate(lance_dir)
+        #: the table set (store/sets.py): None for the root set
+        self.tables = tables
+        #: the ``vector_index`` settings vector search and index upkeep follow (store/ann.py)
         self.tuning = tuning or DEFAULT_TUNING
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._db = lancedb.connect(
-            str(self.path), read_consistency_interval=timedelta(seconds=read_consistency_s)
-        )
+        #: where this set's tables live (a local folder or an s3:// prefix)
+        self.location = set_location(self.root, tables)
+        self.location.check()
+        #: the local folder of the tables, or this host's side folder of a remote index
+        self.path = self.location.local_root
+        self._db = self.location.connect(timedelta(seconds=read_consistency_s))
         self._lock = threading.RLock()
         self._docs: Any = None
         self._chunks_t: Any = None
 
     # ------------------------------------------------------------------ meta
-    @property
-    def meta_path(self) -> Path:
-        return self.path / META_FILE
-
     def meta(self) -> dict[str, Any]:
-        return read_index_meta(self.path)
+        return read_index_meta(self.location)
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        tmp = self.meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=2), "utf-8")
-        os.replace(tmp, self.meta_path)
+        self.location.files().write(META_FILE, json.dumps(meta, indent=2).encode("utf-8"))
 
-    def bind_embedder(self, name: str, dimension: int) -> None:
-        """Record the embedder on a new index; refuse a different one on an existing index."""
+    def bind_embedder(self, name: str, dimension: int, build: dict[str, Any] | None = None) -> None:
+        """Record the embedder on a new index (with ``build``: the settings it is built
+        with, so a server can load the same embedder); refuse a different one on an existing
+        index."""
         with self._lock:
             meta = self.meta()
             if meta.get("embedder") and (
@@ -115,12 +118,13 @@ class Store(TableReader):
                 raise EmbedderMismatchError(
                     f"this index was built with embedder {meta['embedder']} "
                     f"(dimension {meta.get('dimension')}), not {name} (dimension {dimension}). "
-                    "Mixing them would corrupt search. To re-embed with the new model, ingest "
-                    "into a new data directory (--data-dir NEW) and point the server at it, or "
-                    f"remove {self.path} and ingest again."
+                    "Mixing them would corrupt search. To re-embed with the new model while "
+                    "the server keeps serving, run `enclave reindex` (docs/sync.md)."
                 )
             if not meta.get("embedder"):
                 meta.update({"format": INDEX_FORMAT, "embedder": name, "dimension": dimension})
+                if build:
+                    meta["build"] = build
                 self._write_meta(meta)
 
     @property
@@ -170,6 +174,17 @@ class Store(TableReader):
                     )
             return self._docs
 
+    def _writable_documents(self) -> Any:
+        """The documents table with every column of :func:`documents_schema`: a table written
+        before a column existed (or restored to such a version) gets it first, one commit
+        (older versions keep their schema: readers take a missing column as empty)."""
+        docs = self.documents_table()
+        names = set(docs.schema.names)
+        missing = {k: v for k, v in ADDED_DOCUMENT_COLUMNS.items() if k not in names}
+        if missing:
+            docs.add_columns(missing)
+        return docs
+
     def chunks_table(self, *, create: bool = False) -> Any | None:
         with self._lock:
             if self._chunks_t is None:
@@ -203,7 +218,7 @@ class Store(TableReader):
                 dim = self.dimension
                 rows = [c.to_row() for c in chunks]
                 table.add(pa.Table.from_pylist(rows, schema=chunks_schema(dim or 0)))
-            docs = self.documents_table()
+            docs = self._writable_documents()
             data = pa.Table.from_pylist([d.to_row() for d in documents], schema=documents_schema())
             (
                 docs.merge_insert("doc_id")
@@ -212,6 +227,18 @@ class Store(TableReader):
                 .execute(data)
             )
             return deleted
+
+    def append_chunks(self, chunks: Sequence[ChunkRecord]) -> None:
+        """Add chunks without touching their documents' rows or other chunks: for a document
+        written in slices, whose row the caller writes last (before it, a row that does not
+        claim the document complete). One commit."""
+        if not chunks:
+            return
+        with self._lock:
+            table = self.chunks_table(create=True)
+            assert table is not None
+            rows = [c.to_row() for c in chunks]
+            table.add(pa.Table.from_pylist(rows, schema=chunks_schema(self.dimension or 0)))
 
     def _delete_chunks(self, doc_ids: Sequence[str]) -> int:
         table = self.chunks_table()
@@ -247,7 +274,7 @@ class Store(TableReader):
         with self._lock:
             data = pa.Table.from_pylist([d.to_row() for d in documents], schema=documents_schema())
             (
-                self.documents_table()
+                self._writable_documents()
                 .merge_insert("doc_id")
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
@@ -304,7 +331,7 @@ class Store(TableReader):
 
         with self._lock:
             self.documents_table()
-            return compact(self, Registry.at(self.path), tuning or self.tuning)
+            return compact(self, Registry.at(self.root), tuning or self.tuning)
 
     def prune(self) -> None:
         """Remove every version older than the oldest tagged one, and the files only they
@@ -314,7 +341,7 @@ class Store(TableReader):
 
         with self._lock:
             self.documents_table()
-            prune(self, Registry.at(self.path))
+            prune(self, Registry.at(self.root))
 
     def rebuild_fts(self) -> None:
         """Build the full-text index of the head again from its rows (a purge: the old
@@ -327,7 +354,7 @@ class Store(TableReader):
 
     # --------------------------------------------------------------- versions
     def size_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return self.location.size_bytes()
 
     def version(self) -> dict[str, int]:
         out = {"documents": int(self.documents_table().version)}

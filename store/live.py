@@ -8,6 +8,11 @@ atomically. A request keeps the view it started with to its end, so no request m
 releases, and nothing that was not promoted is ever read: the head, where ingest runs write,
 is never opened here.
 
+A release may live in another table set (store/sets.py: built by ``enclave reindex``, maybe
+with another embedder): its view opens that set's tables, and ``accept`` (given by the server)
+may keep the current view a little longer, until the embedder of the new set is loaded, so
+that a question is always embedded by the model its view's vectors came from.
+
 An index that predates releases is adopted on first sight (its current versions become the
 first release, live) when no writer holds the lock; until a release exists the server serves
 an empty index.
@@ -18,11 +23,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from store.ann import DEFAULT_TUNING, AnnTuning
+from store.location import IndexLocation, locate
 from store.reader import TableReader
 from store.records import read_index_meta
 from store.registry import LivePointer, Registry
@@ -37,16 +44,29 @@ class LiveIndex:
     """The live release of the index at ``lance_dir``, for a server's requests."""
 
     def __init__(
-        self, lance_dir: Path | str, *, check_s: float = CHECK_S, tuning: AnnTuning = DEFAULT_TUNING
+        self,
+        lance_dir: IndexLocation | Path | str,
+        *,
+        check_s: float = CHECK_S,
+        accept: Callable[[IndexView], bool] | None = None,
+        tuning: AnnTuning = DEFAULT_TUNING,
     ) -> None:
-        import lancedb
-
-        self.path = Path(lance_dir)
+        #: the ``vector_index`` settings vector search follows (store/ann.py)
         self.tuning = tuning
-        self.path.mkdir(parents=True, exist_ok=True)
+        #: where the index lives (a local folder or an s3:// prefix)
+        self.location = locate(lance_dir)
+        self.location.check()
+        #: the local folder of the index, or this host's side folder of a remote one
+        self.path = self.location.local_root
         self.check_s = check_s
-        self.registry = Registry.at(self.path)
-        self._db: Any = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
+        self.registry = Registry.at(self.location)
+        #: called with a new release's view before it is served; False: not yet (the
+        #: pointer is looked at again at the next check)
+        self.accept = accept
+        self._dbs: dict[str | None, Any] = {}
+        self._db: Any = self._connection(None)
+        #: each table set's embedder binding, read once it exists (it never changes after)
+        self._metas: dict[str | None, dict[str, Any]] = {}
         self._view: TableReader = EMPTY
         self._pointer: LivePointer | None = None
         self._stamp: tuple[int, int, int] | None = None
@@ -75,8 +95,29 @@ class LiveIndex:
         """The LanceDB connection the views share."""
         return self._db
 
+    def _connection(self, tables: str | None) -> Any:
+        """One LanceDB connection per table set, kept."""
+        if tables not in self._dbs:
+            from store.sets import set_location
+
+            self._dbs[tables] = set_location(self.location, tables).connect(timedelta(0))
+        return self._dbs[tables]
+
     def meta(self) -> dict[str, Any]:
-        return read_index_meta(self.path)
+        """The ``enclave-index.json`` of the live release's tables (its table set's)."""
+        view = self._view
+        if isinstance(view, IndexView):
+            return view.meta
+        return self._set_meta(None)
+
+    def _set_meta(self, tables: str | None) -> dict[str, Any]:
+        """The embedder binding of table set ``tables`` (read once it exists: it never
+        changes after)."""
+        if not self._metas.get(tables):
+            from store.sets import set_location
+
+            self._metas[tables] = read_index_meta(set_location(self.location, tables))
+        return self._metas[tables]
 
     @property
     def embedder_name(self) -> str | None:
@@ -95,25 +136,40 @@ class LiveIndex:
             return  # another thread is looking: serve the current view meanwhile
         try:
             self._checked = time.monotonic()
-            stamp = self.registry.live_stamp()
-            if stamp is None:
-                self._adopt()
+            try:
                 stamp = self.registry.live_stamp()
                 if stamp is None:
+                    self._adopt()
+                    stamp = self.registry.live_stamp()
+                    if stamp is None:
+                        return
+                if stamp == self._stamp:
                     return
-            if stamp == self._stamp:
+                pointer = self.registry.live()
+            except Exception as exc:  # the object store did not answer: keep the current view
+                if force and self._pointer is None:
+                    raise
+                log.warning("cannot read the live pointer of %s: %s", self.location, exc)
                 return
-            pointer = self.registry.live()
             if pointer is None:
                 return
             try:
+                from store.sets import set_location
+
                 view = IndexView(
-                    self._db, self.path, pointer.versions, pointer.release, self.tuning
+                    self._connection(pointer.tables),
+                    set_location(self.location, pointer.tables),
+                    pointer.versions,
+                    pointer.release,
+                    self.tuning,
+                    meta=self._set_meta(pointer.tables),
                 )
                 searcher = view.vector_searcher()  # counts and indexes read now, not by a request
             except Exception as exc:  # versions not readable (yet): keep serving the old one
                 log.warning("cannot open release %s: %s", pointer.release, exc)
                 return
+            if self.accept is not None and not self.accept(view):
+                return  # e.g. its embedder is still loading: serve the current view meanwhile
             if searcher is not None and searcher.path == "exact":  # vectors loaded off-request
                 threading.Thread(target=searcher.exact, name="enclave-exact", daemon=True).start()
             self._view, self._pointer, self._stamp = view, pointer, stamp
@@ -123,14 +179,14 @@ class LiveIndex:
 
     def _adopt(self) -> None:
         """Adopt an index written before releases, unless a writer is busy (it will)."""
-        if self.registry.ids() or not (self.path / "documents.lance").is_dir():
+        if self.registry.ids() or "documents" not in self._db.list_tables().tables:
             return
         from store.db import Store
         from store.lock import WriterBusyError, WriterLock
         from store.releases import Releases
 
         try:
-            with WriterLock(self.path, "enclave serve (adopting the index)"):
-                Releases(Store(self.path)).adopt()
+            with WriterLock(self.location, "enclave serve (adopting the index)"):
+                Releases(Store(self.location, tuning=self.tuning)).adopt()
         except WriterBusyError:
             return

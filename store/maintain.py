@@ -18,7 +18,7 @@ keeps its files itself:
   it does not cover pass ``rebuild_share`` of the table (LanceDB searches uncovered rows by a
   flat scan meanwhile, so results stay complete).
 * the scalar indexes of the filter columns and the vector index (store/ann.py
-  :func:`~store.ann.upkeep`), in the same step.
+  :func:`~store.ann.upkeep`), in the same step; not on an index on object storage.
 * :func:`prune` removes every version older than the oldest tagged one: the head is tagged,
   every row of the latest version is deleted (a commit that drops whole fragments and writes
   nothing), ``optimize()`` runs on that empty version (nothing to compact or index, only the
@@ -139,11 +139,12 @@ def prune(store: Store, registry: Registry) -> None:
     from store.ann import BuildLock
     from store.db import prune_age
 
-    if BuildLock.held(store.path):
+    if BuildLock.held(store.root):
         return  # a vector index build writes files no version names yet: clean up next time
     head = store.head_versions()
     store.tag(HEAD_TAG, head)
-    registry.files.write(PRUNE_FILE, json.dumps({"head": head}).encode())
+    marker = {"head": head, "tables": store.tables}
+    registry.files.write(PRUNE_FILE, json.dumps(marker).encode())
     for table in store.existing_tables():
         table.delete("true")  # whole fragments leave the latest version: nothing to compact
         with warnings.catch_warnings():
@@ -167,7 +168,10 @@ def recover(store: Store, registry: Registry) -> bool:
     data = registry.files.read(PRUNE_FILE)
     if data is None:
         return False
-    head = {k: (None if v is None else int(v)) for k, v in json.loads(data)["head"].items()}
+    marker = json.loads(data)
+    if marker.get("tables") != store.tables:
+        return False  # another table set's prune: its own writer recovers it
+    head = {k: (None if v is None else int(v)) for k, v in marker["head"].items()}
     store.restore(head)
     registry.files.delete(PRUNE_FILE)
     store.untag(HEAD_TAG)
@@ -186,6 +190,8 @@ def compact(store: Store, registry: Registry, tuning: AnnTuning | None = None) -
     chunks = store.chunks_table()
     rebuilt = int(chunks is not None and refresh_fts(chunks))
     out: dict[str, Any] = {"fragments_rewritten": rewritten, "fts_rebuilt": rebuilt}
+    if store.location.is_remote:  # no index builds on object storage (store/ann.py)
+        return out
     tuning = tuning or DEFAULT_TUNING
     if chunks is not None and int(chunks.count_rows()) > 0:
         out.update(upkeep(chunks, tuning))

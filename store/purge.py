@@ -39,10 +39,26 @@ from store.db import CHUNKS, DOCUMENTS, Store
 from store.lock import WriterBusyError
 from store.maintain import fragment_rows, rewrite_fragments
 from store.records import DocumentRecord
-from store.registry import EXPIRED, SUPERSEDED, LivePointer, Registry, now_iso
+from store.registry import EXPIRED, SUPERSEDED, LivePointer, Registry, ReleaseRecord, now_iso
 from store.schema import HEX_ID, sql_str
 
 PURGE_FILE = "purge.json"
+
+
+def _purge_file(tables: str | None) -> str:
+    """The marker of a purge of one table set (store/sets.py): each set is purged apart."""
+    return PURGE_FILE if tables is None else f"purge-{tables}.json"
+
+
+def _of_set(store: Store, registry: Registry) -> list[ReleaseRecord]:
+    """The retained releases whose tables are ``store``'s."""
+    return [
+        r
+        for r in registry.records()
+        if r.state not in (EXPIRED, SUPERSEDED) and r.tables == store.tables
+    ]
+
+
 #: the tag that keeps the head's versions from before a purge until the purge has finished
 HEAD_TAG = "purge-head"
 #: a pause between the purge's rewrites and the restores after them, so the cleanup's
@@ -94,7 +110,7 @@ def purge_documents(store: Store, registry: Registry, doc_ids: list[str]) -> Pur
     result = PurgeResult(doc_ids=ids)
     if not ids:
         return result
-    build = BuildLock(store.path, "purge")
+    build = BuildLock(store.root, "purge")
     if not build.acquire(BUILD_WAIT_S):  # a build running now would index purged rows
         raise WriterBusyError(
             "a vector index build is running (enclave index optimize); the purge waits for "
@@ -112,10 +128,11 @@ def _purge(
     from store.maintain import recover
 
     recover(store, registry)  # a prune killed half way left the head empty
+    local = not store.location.is_remote  # no index builds on object storage (store/ann.py)
     head = _start(store, registry, ids)
     pred = _pred(ids)
     live = registry.live()
-    records = [r for r in registry.records() if r.state not in (EXPIRED, SUPERSEDED)]
+    records = _of_set(store, registry)
     records.sort(key=lambda r: (live is None or r.id != live.release, r.id))
     seen: dict[str, DocumentRecord] = {}
     purged: dict[tuple[int | None, int | None], dict[str, int | None]] = {}
@@ -131,13 +148,13 @@ def _purge(
             seen.setdefault(row["doc_id"], DocumentRecord.from_row(row))
         removed = rewrite_without(docs, pred)
         if removed:
-            forget_indexed_values(docs, DOCUMENT_INDEXES)
+            forget_indexed_values(docs, DOCUMENT_INDEXES, rebuild=local)
         chunks = store.chunks_table()
         if chunks is not None and versions.get(CHUNKS) is not None:
             gone = rewrite_without(chunks, pred)
             if gone:
                 store.rebuild_fts()
-                forget_indexed_values(chunks)
+                forget_indexed_values(chunks, rebuild=local)
             removed += gone
         purged[key] = store.head_versions()
         return purged[key], removed
@@ -155,7 +172,7 @@ def _purge(
 
     time.sleep(SETTLE_S)
     _rematerialize(store, registry, new_head)
-    registry.files.delete(PURGE_FILE)
+    registry.files.delete(_purge_file(store.tables))
     result.seconds = time.perf_counter() - started
     return result
 
@@ -169,14 +186,16 @@ def _move(
 ) -> None:
     store.tag(rid, versions)
     if live is not None and live.release == rid:
-        registry.set_live(LivePointer(rid, dict(versions), live.promoted_at, live.promoted_by))
+        registry.set_live(
+            LivePointer(rid, dict(versions), live.promoted_at, live.promoted_by, live.tables)
+        )
 
 
 def _rematerialize(store: Store, registry: Registry, head: dict[str, int | None]) -> None:
     """Restore every retained release's versions again, in a row, then the head's, and
     remove every version older than the first of them (every file of the old versions)."""
     live = registry.live()
-    records = [r for r in registry.records() if r.state not in (EXPIRED, SUPERSEDED)]
+    records = _of_set(store, registry)
     done: dict[tuple[int | None, int | None], dict[str, int | None]] = {}
     for rec in records:
         key = (rec.versions.get(DOCUMENTS), rec.versions.get(CHUNKS))
@@ -203,13 +222,14 @@ def _start(store: Store, registry: Registry, ids: list[str]) -> dict[str, int | 
         head = store.head_versions()
         store.tag(HEAD_TAG, head)
     data = {"doc_ids": ids, "head": head, "at": now_iso()}
-    registry.files.write(PURGE_FILE, json.dumps(data).encode())
+    registry.files.write(_purge_file(store.tables), json.dumps(data).encode())
     return head
 
 
-def pending_purge(registry: Registry) -> list[str]:
-    """The documents of a purge that was killed half way (empty when none)."""
-    data = registry.files.read(PURGE_FILE)
+def pending_purge(registry: Registry, tables: str | None = None) -> list[str]:
+    """The documents of a purge of set ``tables`` that was killed half way (empty when
+    none)."""
+    data = registry.files.read(_purge_file(tables))
     if data is None:
         return []
     try:
@@ -220,5 +240,5 @@ def pending_purge(registry: Registry) -> list[str]:
 
 def resume_purge(store: Store, registry: Registry) -> PurgeResult | None:
     """Finish a purge killed half way; None when there is none."""
-    ids = pending_purge(registry)
+    ids = pending_purge(registry, store.tables)
     return purge_documents(store, registry, ids) if ids else None

@@ -135,6 +135,29 @@ class TableReader:
                 out[row["chunk_id"]] = row
         return out
 
+    def chunk_texts_at(
+        self, places: Iterable[tuple[str, int]], filters: SearchFilters | None = None
+    ) -> dict[tuple[str, int], str]:
+        """The texts of the chunks at ``(doc_id, ordinal)`` places that exist and pass the
+        prefilter, in one query."""
+        wanted = sorted({(d, int(o)) for d, o in places if HEX_ID.match(d) and int(o) >= 0})
+        table = self._chunks()
+        if table is None or not wanted:
+            return {}
+        pred = " OR ".join(f"(doc_id = {sql_str(d)} AND ordinal = {o})" for d, o in wanted)
+        where = build_filter(filters)
+        if where:
+            pred = f"({pred}) AND {where}"
+        rows = (
+            table.search()
+            .where(pred)
+            .select(["doc_id", "ordinal", "text"])
+            .limit(len(wanted))
+            .to_arrow()
+            .to_pylist()
+        )
+        return {(r["doc_id"], int(r["ordinal"])): r["text"] or "" for r in rows}
+
     def count_chunks(self, where: str | None = None) -> int:
         table = self._chunks()
         return 0 if table is None else int(table.count_rows(where))

@@ -33,9 +33,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from enclave.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from store.location import IndexLocation
 
 REGISTRY_DIR = "_enclave"
 LIVE_FILE = "live.json"
@@ -169,6 +172,8 @@ class ReleaseRecord:
     forced: bool = False
     #: what happened to it later: rollbacks, purges, expiry (time and what)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: the table set holding its tables (store/sets.py): None for the root set
+    tables: str | None = None
 
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -191,9 +196,14 @@ class LivePointer:
     versions: dict[str, int | None]
     promoted_at: str
     promoted_by: str = ""
+    #: the table set of the release (store/sets.py): None for the root set
+    tables: str | None = None
 
     def to_json(self) -> bytes:
-        return (json.dumps(asdict(self), sort_keys=True) + "\n").encode("utf-8")
+        data = asdict(self)
+        if data["tables"] is None:
+            del data["tables"]  # the pointer of an index with one set reads as before
+        return (json.dumps(data, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes) -> LivePointer:
@@ -203,6 +213,7 @@ class LivePointer:
             versions={k: (None if v is None else int(v)) for k, v in raw["versions"].items()},
             promoted_at=str(raw.get("promoted_at") or ""),
             promoted_by=str(raw.get("promoted_by") or ""),
+            tables=raw.get("tables") or None,
         )
 
 
@@ -215,6 +226,10 @@ class HeadState:
     dirty: bool = False
 
 
+def _head_file(tables: str | None) -> str:
+    return HEAD_FILE if tables is None else f"heads/{tables}.json"
+
+
 class Registry:
     """Records, the live pointer and the head state of one index."""
 
@@ -222,8 +237,10 @@ class Registry:
         self.files = files
 
     @classmethod
-    def at(cls, lance_dir: Path | str) -> Registry:
-        return cls(LocalFiles(Path(lance_dir) / REGISTRY_DIR))
+    def at(cls, lance_dir: IndexLocation | Path | str) -> Registry:
+        from store.location import locate
+
+        return cls(locate(lance_dir).files(REGISTRY_DIR))
 
     # ------------------------------------------------------------------ records
     def ids(self) -> list[str]:
@@ -286,15 +303,16 @@ class Registry:
     def live_stamp(self) -> tuple[int, int, int] | None:
         return self.files.stamp(LIVE_FILE)
 
-    def head(self) -> HeadState:
-        data = self.files.read(HEAD_FILE)
+    def head(self, tables: str | None = None) -> HeadState:
+        """What the head of table set ``tables`` holds (each set has its own head)."""
+        data = self.files.read(_head_file(tables))
         if data is None:
             return HeadState()
         raw = json.loads(data)
         return HeadState(release=raw.get("release"), dirty=bool(raw.get("dirty")))
 
-    def set_head(self, state: HeadState) -> None:
-        self.files.write(HEAD_FILE, (json.dumps(asdict(state)) + "\n").encode("utf-8"))
+    def set_head(self, state: HeadState, tables: str | None = None) -> None:
+        self.files.write(_head_file(tables), (json.dumps(asdict(state)) + "\n").encode("utf-8"))
 
     # -------------------------------------------------------------------- views
     def status_of(self, record: ReleaseRecord, live: LivePointer | None = None) -> str:

@@ -81,7 +81,14 @@ class Releases:
 
     def __init__(self, store: Store, registry: Registry | None = None) -> None:
         self.store = store
-        self.registry = registry or Registry.at(store.path)
+        self.registry = registry or Registry.at(store.root)
+        self._stores: dict[str | None, Store] = {store.tables: store}
+
+    def store_for(self, tables: str | None) -> Store:
+        """The head of table set ``tables`` (store/sets.py), opened once."""
+        if tables not in self._stores:
+            self._stores[tables] = Store(self.store.root, tables=tables, tuning=self.store.tuning)
+        return self._stores[tables]
 
     # -------------------------------------------------------------------- reading
     def view(self, record: ReleaseRecord) -> IndexView:
@@ -91,13 +98,17 @@ class Releases:
                 f"release {record.id} is no longer retained ({record.state}); its data was "
                 "cleaned up (release.keep)"
             )
-        return IndexView(self.store.connection, self.store.path, record.versions, record.id)
+        store = self.store_for(record.tables)
+        return IndexView(store.connection, store.location, record.versions, record.id, store.tuning)
 
     def live_view(self) -> TableReader:
         live = self.registry.live()
         if live is None:
             return EMPTY
-        return IndexView(self.store.connection, self.store.path, live.versions, live.release)
+        store = self.store_for(live.tables)
+        return IndexView(
+            store.connection, store.location, live.versions, live.release, store.tuning
+        )
 
     def counts(self, reader: TableReader) -> dict[str, int]:
         """Documents by status and chunks, counted on ``reader``'s tables."""
@@ -110,6 +121,8 @@ class Releases:
     def adopt(self) -> ReleaseRecord | None:
         """An index written before releases existed: its current versions become the first
         release, live. None when there is nothing to adopt."""
+        if self.store.tables is not None:
+            return None
         if self.registry.ids() or self.registry.live() is not None:
             return None
         if not self.store.has_tables():
@@ -140,45 +153,49 @@ class Releases:
         if adopted is not None:
             out.adopted = adopted.id
             return out
-        head = self.registry.head()
+        tables = self.store.tables
+        head = self.registry.head(tables)
         if head.dirty or (head.release is None and live is None):
             return out
+        if live is not None and live.tables != tables:
+            return out  # a set being built beside the live one (enclave reindex)
         if live is not None and head.release == live.release:
             return out
         rec = self.registry.find(head.release) if head.release else None
         if rec is not None and rec.state == CANDIDATE and not rec.held:
             return out  # a pending candidate: build on it
         self.store.restore(live.versions if live else {DOCUMENTS: None, CHUNKS: None})
-        self.registry.set_head(HeadState(release=live.release if live else None))
+        self.registry.set_head(HeadState(release=live.release if live else None), tables)
         out.restored_from = head.release
         return out
 
     def begin_writes(self) -> bool:
         """Mark the head dirty before a run writes; returns whether it already was (writes
         of a killed run wait in the head)."""
-        head = self.registry.head()
+        head = self.registry.head(self.store.tables)
         if not head.dirty:
-            self.registry.set_head(HeadState(release=head.release, dirty=True))
+            self.registry.set_head(HeadState(release=head.release, dirty=True), self.store.tables)
         return head.dirty
 
     def end_without_changes(self) -> None:
         """A run that wrote nothing on a clean head: the head is clean again."""
-        head = self.registry.head()
+        head = self.registry.head(self.store.tables)
         if head.dirty:
-            self.registry.set_head(HeadState(release=head.release))
+            self.registry.set_head(HeadState(release=head.release), self.store.tables)
 
     def record_candidate(self, parent: str | None, ingest: dict[str, Any]) -> ReleaseRecord:
         """Step 3: the head's versions become a new candidate."""
         versions = self.store.head_versions()
         rec = ReleaseRecord(id=self.registry.next_id(), versions=versions, parent=parent)
+        rec.tables = self.store.tables
         rec.ingest = ingest
         rec.counts = self.counts(self.store)
         self.store.tag(rec.id, versions)
         for old in self.registry.records():
-            if old.state in (CANDIDATE, REJECTED):
+            if old.state in (CANDIDATE, REJECTED) and old.tables == rec.tables:
                 self._drop(old, SUPERSEDED, f"superseded by {rec.id}")
         self.registry.save(rec)
-        self.registry.set_head(HeadState(release=rec.id))
+        self.registry.set_head(HeadState(release=rec.id), rec.tables)
         return rec
 
     def record_index_release(
@@ -228,10 +245,10 @@ class Releases:
                 f"release {rec.id} is {rec.state}: its data is gone and it cannot go live"
             )
         self.view(rec).count_documents()  # its versions must still open
-        self.store.tag(rec.id, rec.versions)
+        self.store_for(rec.tables).tag(rec.id, rec.versions)
         when = now_iso()
         _pause("before-switch")
-        self.registry.set_live(LivePointer(rec.id, dict(rec.versions), when, by))
+        self.registry.set_live(LivePointer(rec.id, dict(rec.versions), when, by, rec.tables))
         _pause("after-switch")
         rec.state = PROMOTED
         rec.promoted_at = when
@@ -297,9 +314,11 @@ class Releases:
             reverse=True,
         )
         keepers.update(r.id for r in promoted[: max(0, keep)])
-        pending = [r for r in records if r.state in (CANDIDATE, REJECTED)]
-        if pending:
-            keepers.add(pending[-1].id)
+        newest: dict[str | None, str] = {}  # the newest pending candidate of each table set
+        for r in records:
+            if r.state in (CANDIDATE, REJECTED):
+                newest[r.tables] = r.id
+        keepers.update(newest.values())
         return keepers
 
     def apply_retention(self, keep: int) -> list[str]:
@@ -319,8 +338,25 @@ class Releases:
                 self.store.untag(tag)  # a tag left by a killed run
         return dropped
 
+    def drop_unused_sets(self) -> list[str]:
+        """Delete the table sets no retained release needs any more (store/sets.py)."""
+        from store.sets import drop_unused_sets
+
+        return drop_unused_sets(self.store.root, self.used_sets())
+
+    def used_sets(self) -> set[str | None]:
+        """The table sets a retained release or a writer's head still needs."""
+        used: set[str | None] = {None, self.store.tables}
+        live = self.registry.live()
+        if live is not None:
+            used.add(live.tables)
+        for rec in self.registry.records():
+            if rec.state not in (EXPIRED, SUPERSEDED):
+                used.add(rec.tables)
+        return used
+
     def _drop(self, rec: ReleaseRecord, state: str, why: str) -> None:
-        self.store.untag(rec.id)
+        self.store_for(rec.tables).untag(rec.id)
         rec.state = state
         rec.note(why)
         self.registry.save(rec)
@@ -341,17 +377,18 @@ def open_release(
 ) -> IndexView:
     """The pinned view of release ``rid`` for a reader (lineage, diff), without the writer's
     head: NotFoundError for an unknown id, ReleaseGoneError when it is no longer retained."""
-    from pathlib import Path
+    from store.location import locate
+    from store.sets import set_location
 
-    registry = registry or Registry.at(lance_dir)
+    location = locate(lance_dir)
+    registry = registry or Registry.at(location)
     rec = registry.get(rid)
     if rec.state in (EXPIRED, SUPERSEDED):
         raise ReleaseGoneError(
             f"release {rid} is no longer retained ({rec.state}): its data was cleaned up "
             "(release.keep)"
         )
-    if connection is None:
-        import lancedb
-
-        connection = lancedb.connect(str(lance_dir))
-    return IndexView(connection, Path(lance_dir), rec.versions, rec.id)
+    tables = set_location(location, rec.tables)
+    if connection is None or rec.tables is not None:
+        connection = tables.connect()
+    return IndexView(connection, tables, rec.versions, rec.id)

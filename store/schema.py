@@ -29,8 +29,15 @@ def documents_schema() -> pa.Schema:
             pa.field("ingested_at", pa.string()),
             pa.field("embedder", pa.string()),
             pa.field("groups", pa.list_(pa.string())),
+            # JSON: the parse-quality verdict (ingest/quality.py); added to older tables by
+            # the writer before its first write (store.db.Store.documents_table)
+            pa.field("quality", pa.string()),
         ]
     )
+
+
+#: document columns added after the first release of the schema, with their SQL default
+ADDED_DOCUMENT_COLUMNS = {"quality": "CAST(NULL AS STRING)"}
 
 
 def chunks_schema(dimension: int) -> pa.Schema:

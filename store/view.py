@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from store.ann import DEFAULT_TUNING, AnnTuning
+from store.location import IndexLocation, locate
 from store.reader import TableReader
 from store.records import read_index_meta
 
@@ -29,12 +30,15 @@ class IndexView(TableReader):
     def __init__(
         self,
         connection: Any,
-        lance_dir: Path | str,
+        lance_dir: IndexLocation | Path | str,
         versions: Mapping[str, int | None],
         release_id: str | None,
         tuning: AnnTuning = DEFAULT_TUNING,
+        *,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
-        self.path = Path(lance_dir)
+        self.location = locate(lance_dir)
+        self.path = self.location.local_root
         self.tuning = tuning
         self.release_id = release_id
         self.versions: dict[str, int | None] = {
@@ -43,7 +47,9 @@ class IndexView(TableReader):
         }
         self._docs = _pinned(connection, DOCUMENTS, self.versions[DOCUMENTS])
         self._chunks_table = _pinned(connection, CHUNKS, self.versions[CHUNKS])
-        self._dimension = read_index_meta(self.path).get("dimension")
+        #: the table set's ``enclave-index.json`` (embedder, dimension, build settings)
+        self.meta: dict[str, Any] = dict(read_index_meta(self.location) if meta is None else meta)
+        self._dimension = self.meta.get("dimension")
 
     def _documents(self) -> Any | None:
         return self._docs
@@ -54,6 +60,12 @@ class IndexView(TableReader):
     @property
     def dimension(self) -> int | None:
         return int(self._dimension) if self._dimension else None
+
+    @property
+    def embedder_name(self) -> str | None:
+        """The embedder the release's tables were built with (their table set's)."""
+        name = self.meta.get("embedder")
+        return str(name) if name else None
 
     def __repr__(self) -> str:
         return f"IndexView({self.release_id!r}, {self.versions})"
@@ -76,6 +88,9 @@ class EmptyView(TableReader):
     @property
     def dimension(self) -> int | None:
         return None
+
+    embedder_name = None
+    meta: dict[str, Any] = {}  # noqa: RUF012 - read only
 
 
 EMPTY = EmptyView()

@@ -18,27 +18,30 @@ from enclave.offline import enforce_offline
 enforce_offline()
 
 
-_CONFIG_HOME: list[tuple[str | None, str]] = []  # (the variable before, the temporary dir)
+#: (variable, its value before, the temporary dir) for each user directory made temporary
+_USER_DIRS: list[tuple[str, str | None, str]] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The user's config directory (where the audit key lives by default) is a temporary one
-    for the whole run, from before collection on: modules that build an app at import time
-    and module-scoped servers included, no test reads or writes the real one."""
-    created = tempfile.mkdtemp(prefix="enclave-test-config-")
-    _CONFIG_HOME.append((os.environ.get("XDG_CONFIG_HOME"), created))
-    os.environ["XDG_CONFIG_HOME"] = created
+    """The user's config directory (where the audit key lives by default) and cache directory
+    (where the int8 embedder is built by default) are temporary ones for the whole run, from
+    before collection on: modules that build an app at import time and module-scoped servers
+    included, no test reads or writes the real ones. The int8 embedder is built once per run,
+    by the first test that loads it."""
+    for variable, prefix in (("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache")):
+        created = tempfile.mkdtemp(prefix=f"enclave-test-{prefix}-")
+        _USER_DIRS.append((variable, os.environ.get(variable), created))
+        os.environ[variable] = created
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if not _CONFIG_HOME:
-        return
-    previous, created = _CONFIG_HOME.pop()
-    shutil.rmtree(created, ignore_errors=True)
-    if previous is None:
-        os.environ.pop("XDG_CONFIG_HOME", None)
-    else:
-        os.environ["XDG_CONFIG_HOME"] = previous
+    while _USER_DIRS:
+        variable, previous, created = _USER_DIRS.pop()
+        shutil.rmtree(created, ignore_errors=True)
+        if previous is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = previous
 
 
 @pytest.fixture(autouse=True)
@@ -56,11 +59,22 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
 
 @pytest.fixture(scope="session")
 def bundled_embedder() -> Any:
-    """The real bundled all-MiniLM-L6-v2, loaded once for the whole run."""
+    """The real bundled all-MiniLM-L6-v2 in the default variant for a new index (int8 through
+    ONNX Runtime), loaded once for the whole run."""
     from enclave.settings import EmbedderSettings
     from models.embedder import load_embedder
 
     return load_embedder(EmbedderSettings())
+
+
+@pytest.fixture(scope="session")
+def fp32_embedder() -> Any:
+    """The real bundled all-MiniLM-L6-v2 in its fp32 variant (sentence-transformers), loaded
+    once for the whole run."""
+    from enclave.settings import EmbedderSettings
+    from models.embedder import load_embedder
+
+    return load_embedder(EmbedderSettings(variant="fp32"))
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ def find_response(data_dir: Path | str, response_id: str) -> dict[str, Any] | No
 
 
 def lineage(
-    data_dir: Path | str, lance_dir: Path | str, response_id: str, *, connection: Any = None
+    data_dir: Path | str, lance_dir: Any, response_id: str, *, connection: Any = None
 ) -> dict[str, Any]:
     """The passages and documents behind ``response_id`` (module docstring)."""
     from store.releases import open_release

@@ -8,7 +8,11 @@ elements in reading order. Scripts, styles, forms and navigation boilerplate (``
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from ingest.parsers.encoding import decode_bytes
@@ -84,6 +88,12 @@ BLOCK_TAGS = frozenset(
 )
 
 _SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
+
+#: the deepest nesting libxml2 parses with ``huge_tree`` (beyond it, nothing is kept and the
+#: file is refused as nested too deeply)
+MAX_DEPTH = 2048
+#: Python frames the extractor uses per level of nesting, at most
+EXTRACT_FRAMES_PER_LEVEL = 3
 
 
 def _norm(text: str) -> str:
@@ -225,14 +235,17 @@ def extract_html(data: bytes | str, *, is_fragment: bool = False) -> tuple[str, 
 
     if not data.strip():
         raise ParseError("HTML file has no content")
-    parser = None
     if isinstance(data, str):
         data = data.encode("utf-8")
-        parser = lxml.html.HTMLParser(encoding="utf-8")
+        parser = lxml.html.HTMLParser(encoding="utf-8", huge_tree=True)
+    else:
+        parser = lxml.html.HTMLParser(huge_tree=True)
     try:
         root = lxml.html.document_fromstring(data, parser=parser)
     except (lxml.etree.ParserError, ValueError) as exc:
+        _check_limits(parser)
         raise ParseError(f"could not parse HTML: {exc}") from exc
+    _check_limits(parser)
     title = ""
     if not is_fragment:
         for node in root.iter("title"):
@@ -240,11 +253,45 @@ def extract_html(data: bytes | str, *, is_fragment: bool = False) -> tuple[str, 
             break
     ex = _Extractor()
     body = root.find("body")
-    ex.visit(body if body is not None else root, "text")
+    with _recursion_room(EXTRACT_FRAMES_PER_LEVEL * MAX_DEPTH):
+        ex.visit(body if body is not None else root, "text")
     ex.flush()
     if not title:
         title = ex.first_heading
     return title, ex.elements
+
+
+def _check_limits(parser: Any) -> None:
+    """Refuse a document libxml2 stopped reading: past its depth limit it keeps nothing of the
+    document, which would otherwise pass for a file without text."""
+    for entry in parser.error_log:
+        if entry.level_name != "FATAL":
+            continue
+        if "depth" in entry.message.lower():
+            raise ParseError(
+                f"document is nested too deeply to parse (HTML nested more than {MAX_DEPTH} levels)"
+            )
+        raise ParseError(f"could not parse HTML: {entry.message.strip()}")
+
+
+@contextlib.contextmanager
+def _recursion_room(frames: int) -> Iterator[None]:
+    """Let the extractor's recursion (a few frames per level) reach libxml2's own depth limit;
+    Python-to-Python calls do not grow the C stack, so this is safe on any thread."""
+    old = sys.getrecursionlimit()
+    depth = 0
+    frame: FrameType | None = sys._getframe()
+    while frame is not None:
+        depth += 1
+        frame = frame.f_back
+    need = depth + frames
+    if need > old:
+        sys.setrecursionlimit(need)
+    try:
+        yield
+    finally:
+        if need > old:
+            sys.setrecursionlimit(old)
 
 
 _DECLARED_CHARSET = re.compile(

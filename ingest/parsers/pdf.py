@@ -2,8 +2,13 @@
 
 Text comes page by page (``page`` is 1-based). When the PDF has an outline (bookmarks), each
 bookmark becomes a heading on its target page: the page text is split where the bookmark's
-title appears, and the outline's nesting gives ``heading_path``. No OCR: a page without a text
-layer yields nothing.
+title appears, and the outline's nesting gives ``heading_path``.
+
+A page whose text layer holds (almost) nothing but which shows an image is a scanned page: it
+is rendered at ``ingest.ocr_dpi`` and read by Tesseract (ingest/parsers/ocr.py), at most
+``ingest.ocr_max_pages`` pages per document. Without Tesseract such pages are counted in
+``ParsedDocument.needs_ocr`` and the quality check quarantines the document when they are most
+of it. A page with neither text nor image is a blank page.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from ingest.file_checks import PDF_MAGIC, read_head
+from ingest.parsers.ocr import OcrOptions, ocr_image, page_elements
 from ingest.types import Element, ParsedDocument, ParseError
 
 _WS = re.compile(r"\s+")
@@ -20,6 +26,9 @@ _BLANK = re.compile(r"\n\s*\n")
 MAX_OUTLINE_ITEMS = 10_000
 MAX_HEADING_PREFIX = 12  # "1.2.3 " before an outline title on its line
 MAX_TITLE_LINE = 150
+#: a page whose text layer has fewer non-space characters than this is read by OCR when it
+#: shows an image
+OCR_MIN_CHARS = 10
 
 
 @dataclass
@@ -80,15 +89,28 @@ def _load(path: str) -> object:
         raise ParseError("not a valid PDF file (corrupt or truncated)") from exc
 
 
-def parse_pdf(path: str) -> ParsedDocument:
+def parse_pdf(path: str, ocr: OcrOptions | None = None) -> ParsedDocument:
     pdf = _load(path)
     try:
-        return _extract(pdf)
+        return _extract(pdf, ocr or OcrOptions())
     finally:
         pdf.close()  # type: ignore[attr-defined]
 
 
-def _extract(pdf: object) -> ParsedDocument:
+def _has_image(page: object) -> bool:
+    """Whether the page draws an image (a scan), looking one level into form objects."""
+    import pypdfium2.raw as pdfium_c
+
+    try:
+        for obj in page.get_objects(max_depth=2):  # type: ignore[attr-defined]
+            if obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+                return True
+    except Exception:  # an unreadable page object: treat the page as a scan
+        return True
+    return False
+
+
+def _extract(pdf: object, ocr: OcrOptions) -> ParsedDocument:
     n_pages = len(pdf)  # type: ignore[arg-type]
     if n_pages == 0:
         raise ParseError("PDF has no pages")
@@ -117,18 +139,43 @@ def _extract(pdf: object) -> ParsedDocument:
         )
         stack.append(h)
 
+    doc = ParsedDocument(elements=elements, parser="pdfium", pages=n_pages)
+    can_ocr = ocr.available
     for index in range(n_pages):
         page_no = index + 1
         page = pdf[index]  # type: ignore[index]
+        ocr_text: str | None = None
+        unread = False  # a scanned page left without OCR
         try:
             textpage = page.get_textpage()
             try:
                 raw = textpage.get_text_bounded()
             finally:
                 textpage.close()
+            if len("".join(raw.split())) < OCR_MIN_CHARS and _has_image(page):
+                if can_ocr and doc.ocr_pages < ocr.max_pages:
+                    image = page.render(scale=ocr.dpi / 72).to_pil()
+                    ocr_text = ocr_image(image, ocr.languages)
+                    doc.ocr_pages += 1
+                else:
+                    doc.needs_ocr += 1
+                    unread = True
         finally:
             page.close()
+        if ocr_text is not None:
+            found = page_elements(ocr_text, page_no)
+            if not found:
+                doc.blank_pages += 1
+            for el in found:
+                el.heading_path = path()
+            # bookmarks of a scanned page still make headings
+            for h in by_page.get(index, []):
+                enter(h, page_no)
+            elements.extend(found)
+            continue
         text = _clean_page_text(raw)
+        if not text and not unread:
+            doc.blank_pages += 1
         pos = 0
         for h in by_page.get(index, []):
             at = _find_title(text, h.title, pos)
@@ -149,7 +196,8 @@ def _extract(pdf: object) -> ParsedDocument:
     title = _metadata_title(pdf) or _first_line(elements)
     if not title and headings:
         title = headings[0].title
-    return ParsedDocument(elements=elements, parser="pdfium", title=title)
+    doc.title = title
+    return doc
 
 
 def _first_line(elements: list[Element]) -> str:

@@ -28,7 +28,7 @@ async def list_documents(
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    status: Annotated[Literal["ok", "empty", "failed"] | None, Query()] = None,
+    status: Annotated[Literal["ok", "empty", "failed", "quarantined"] | None, Query()] = None,
 ) -> dict[str, Any]:
     return await run_in_threadpool(
         documents.list,

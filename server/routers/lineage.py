@@ -21,7 +21,9 @@ router = APIRouter(tags=["lineage"], dependencies=[Depends(require_principal)])
     responses=error_responses(400, 401, 403, 404, 410, 503),
 )
 async def lineage(
-    response_id: Annotated[str, Path(max_length=80, description="chatcmpl-...")],
+    response_id: Annotated[
+        str, Path(max_length=80, pattern="^chatcmpl-", description="chatcmpl-...")
+    ],
     request: Request,
     service: LineageDep,
     admin: AdminDep,

@@ -1,13 +1,16 @@
-"""Chat completions: admission, retrieval and packing in a thread, one generation at a time
-through the generation queue, the model in a worker thread feeding the event loop,
-cancellation on disconnect or timeout, citations verified at the end. No web-framework types
-here.
+"""Chat completions: admission, retrieval and the answer's decision in a thread; an answer that
+is ready at once (an extract, an abstention) is sent without the model or the generation
+queue; otherwise one generation at a time through the generation queue, the model in a worker
+thread feeding the event loop, cancellation on disconnect or timeout, every sentence verified
+before it is sent. No web-framework types here.
 
 Admission by expected wait: a request is admitted by the generation queue when it arrives,
 before retrieval, or refused at once with 429 ``queue_full`` and an honest ``Retry-After``
 when the queue is full or it would be expected to miss its deadline
 (``server/generation_queue.py``). Each finished generation teaches the queue what the next
-will cost.
+will cost. When the answer mode in force never calls the model (``answer.mode = "extract"``,
+or ``"auto"`` with the bundled small model), requests skip the queue altogether: a busy
+model never refuses an answer that does not need it.
 
 Time limit: ``server.request_timeout_s`` counts from the request's arrival and covers
 retrieval, queueing and generation. Admission makes running out of time the exception (a
@@ -154,20 +157,20 @@ class ChatService:
         if params.on_usage is not None:
             params.on_usage(usage)
 
-    def _admit(self, params: ChatParams, arrived: float | None) -> Ticket:
-        """A place in line for the request, or 429 at once (``server/generation_queue.py``)."""
-        started = time.monotonic() if arrived is None else arrived
-        try:
-            return self.queue.admit(
-                max_tokens=self.rag.max_tokens(params.max_tokens),
-                deadline=started + self.request_timeout_s,
-            )
-        except QueueFullError as exc:
-            cause = "deadline" if isinstance(exc, DeadlineRefusal) else "queue_full"
-            self.metrics.rejected.labels(cause).inc()
-            raise
+    def _admit(self, params: ChatParams, started: float) -> Ticket | None:
+        """A place in line for the request, or 429 at once (``server/generation_queue.py``);
+        None when the answer mode in force never calls the model (``answer.mode`` extract, or
+        auto with a small model): such a request is not held back by generations it would
+        never wait for."""
+        if self.rag.mode() == "extract":
+            return None
+        return self._admit_now(params, started)
 
-    async def _prepare(self, params: ChatParams, ticket: Ticket) -> Prepared:
+    async def _prepare(
+        self, params: ChatParams, ticket: Ticket | None, started: float
+    ) -> tuple[Prepared, Ticket | None]:
+        """Retrieve and decide; an answer that needs the model holds a ticket afterwards
+        (admitted late when the mode in force was not expected to need one)."""
         prepared = await run_in_threadpool(
             self.rag.prepare,
             params.messages,
@@ -178,16 +181,32 @@ class ChatService:
             stop=params.stop,
         )
         self.metrics.stage_seconds.labels("retrieve").observe(prepared.timings["retrieve_s"])
-        if "pack_s" in prepared.timings:
-            self.metrics.stage_seconds.labels("pack").observe(prepared.timings["pack_s"])
+        for stage in ("rank", "pack"):
+            if f"{stage}_s" in prepared.timings:
+                self.metrics.stage_seconds.labels(stage).observe(prepared.timings[f"{stage}_s"])
         if prepared.abstained:
             self.metrics.abstentions.inc()
-            self.queue.close(ticket)  # no model call: its place goes to the next
-        else:
-            self.queue.update(
-                ticket, prompt_tokens=prepared.prompt_tokens, max_tokens=prepared.max_tokens
+        if prepared.ready:
+            if ticket is not None:
+                self.queue.close(ticket)  # no model call: its place goes to the next
+            return prepared, None
+        if ticket is None:
+            ticket = self._admit_now(params, started)
+        self.queue.update(
+            ticket, prompt_tokens=prepared.prompt_tokens, max_tokens=prepared.max_tokens
+        )
+        return prepared, ticket
+
+    def _admit_now(self, params: ChatParams, started: float) -> Ticket:
+        try:
+            return self.queue.admit(
+                max_tokens=self.rag.max_tokens(params.max_tokens),
+                deadline=started + self.request_timeout_s,
             )
-        return prepared
+        except QueueFullError as exc:
+            cause = "deadline" if isinstance(exc, DeadlineRefusal) else "queue_full"
+            self.metrics.rejected.labels(cause).inc()
+            raise
 
     async def _start(
         self, prepared: Prepared, ticket: Ticket, disconnected: Disconnected | None
@@ -290,11 +309,11 @@ class ChatService:
         arrived: float | None = None,
     ) -> dict[str, Any]:
         """The whole answer as an OpenAI ``chat.completion`` object."""
-        ticket = self._admit(params, arrived)
+        started = time.monotonic() if arrived is None else arrived
+        ticket = self._admit(params, started)
         try:
-            prepared = await self._prepare(params, ticket)
-            started = ticket.deadline - self.request_timeout_s
-            if prepared.abstained:
+            prepared, ticket = await self._prepare(params, ticket, started)
+            if ticket is None:  # an extract or an abstention: no model call
                 answer = self.rag.finish(
                     prepared, "", timings={"total_s": time.monotonic() - started}
                 )
@@ -302,7 +321,8 @@ class ChatService:
                 return self.completion_body(answer, params.response_id)
             run = await self._start(prepared, ticket, disconnected)
         finally:
-            self.queue.close(ticket)  # no-op once it holds the model: the worker frees it
+            if ticket is not None:  # no-op once it holds the model: the worker frees it
+                self.queue.close(ticket)
         collected = StreamCollector(prepared.prompt_tokens)
         try:
             while (event := await run.next(disconnected)) is not None:
@@ -367,15 +387,16 @@ class ChatService:
         """Everything that can still fail with an HTTP status happens here: admission (429),
         retrieval, packing (400), waiting for the model (504 if the machine stalls) and the
         first event."""
-        ticket = self._admit(params, arrived)
+        started = time.monotonic() if arrived is None else arrived
+        ticket = self._admit(params, started)
         try:
-            prepared = await self._prepare(params, ticket)
-            started = ticket.deadline - self.request_timeout_s
-            if prepared.abstained:
+            prepared, ticket = await self._prepare(params, ticket, started)
+            if ticket is None:  # an extract or an abstention: no model call
                 return ChatStream(self, prepared, None, started, params=params)
             run = await self._start(prepared, ticket, disconnected)
         finally:
-            self.queue.close(ticket)  # no-op once it holds the model: the worker frees it
+            if ticket is not None:  # no-op once it holds the model: the worker frees it
+                self.queue.close(ticket)
         try:
             first = await run.next(disconnected)
         except BaseException as exc:
@@ -397,9 +418,14 @@ def usage_dict(usage: Usage) -> dict[str, int]:
 def enclave_extra(answer: Answer) -> dict[str, Any]:
     return {
         "release": answer.release,
+        "mode": answer.mode,
         "verified": answer.verified,
         "removed": answer.removed,
         "abstained": answer.abstained,
+        "abstain_reason": answer.abstain_reason,
+        "quotes": answer.quotes,
+        "fell_back": answer.fell_back,
+        "dropped": answer.dropped,
         "attributed": answer.attributed,
         "timings": {k: round(v, 4) for k, v in answer.timings.items()},
     }
@@ -470,13 +496,14 @@ class ChatStream:
         finish_reason, usage, citations, sources and the cleaned text, then ``[DONE]``."""
         try:
             yield sse(self._chunk({"role": "assistant", "content": ""}))
-            if self.run is None:  # abstained: no model call
+            if self.run is None:  # ready at once (an extract, an abstention): no model call
                 answer = self.service.rag.finish(
                     self.prepared, "", timings={"total_s": time.monotonic() - self.started}
                 )
                 self._reported = True
                 self.service._report(self.params, answer)
-                yield sse(self._chunk({"content": answer.text}))
+                for i, line in enumerate(answer.text.split("\n")):  # one delta per quote
+                    yield sse(self._chunk({"content": line if i == 0 else "\n" + line}))
                 yield sse(self._final(answer))
                 yield "data: [DONE]\n\n"
                 return
@@ -513,9 +540,12 @@ class ChatStream:
             answer = await self.service._finish(run, collected)
             self._reported = True
             self.service._report(self.params, answer)
-            if self._hold:  # held back for the answer check: now send the checked text
+            if self._hold or not self._streamed:
+                # held back for the answer check, or no sentence of the model's was verified
+                # (the answer is the extract): now send the checked text
                 text = answer.text if not self._streamed else "\n\n" + answer.text
-                yield sse(self._chunk({"content": text}))
+                if text:
+                    yield sse(self._chunk({"content": text}))
             yield sse(self._final(answer))
             yield "data: [DONE]\n\n"
         finally:

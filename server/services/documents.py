@@ -1,5 +1,9 @@
 """The documents of the live release: list, show (with a summary of its chunks), delete.
 
+Quarantined documents (status ``quarantined``: their parse quality was too poor, see
+ingest/quality.py) are listed like failed ones, with the reason as ``error`` and their
+``quality``; they have no chunks, so nothing here or in search can show their text.
+
 Each call reads ONE view of the index (the release live when it starts). Delete purges: the
 document leaves the live release at once and every retained release, physically, with its
 text (ingest/purge.py), so that neither a rollback nor a later read brings it back; it answers
@@ -22,8 +26,32 @@ if TYPE_CHECKING:
 PREVIEW_CHARS = 160
 
 
+def quality_dict(doc: DocumentRecord, *, admin: bool) -> dict[str, Any] | None:
+    """A document's parse-quality verdict as the API shows it: the score, why it is (or would
+    be) quarantined and whether a quarantine release admitted it, for every key that may read
+    the document; the raw signals and who admitted it only for admins. None when the
+    document was never scored (no text, or an index written before scores existed)."""
+    q = doc.quality
+    if not q:
+        return None
+    admitted = q.get("admitted") if isinstance(q.get("admitted"), dict) else None
+    out: dict[str, Any] = {
+        "score": doc.quality_score,
+        "reason": q.get("reason") or None,
+        "admitted": admitted is not None,
+    }
+    if admin:
+        out["signals"] = dict(q.get("signals") or {})
+        out["failed"] = list(q.get("failed") or [])
+        if admitted is not None:
+            out["admitted_by"] = admitted.get("by")
+            out["admitted_at"] = admitted.get("at")
+    return out
+
+
 def document_dict(doc: DocumentRecord, *, show_groups: bool = True) -> dict[str, Any]:
-    """The API's view of a document; ``groups`` (who may read it) only for admins."""
+    """The API's view of a document; ``groups`` (who may read it) and the quality signals
+    only for admins."""
     out = {
         "id": doc.doc_id,
         "object": "document",
@@ -39,6 +67,7 @@ def document_dict(doc: DocumentRecord, *, show_groups: bool = True) -> dict[str,
         "ingested_at": doc.ingested_at,
         "embedder": doc.embedder,
         "groups": doc.groups,
+        "quality": quality_dict(doc, admin=show_groups),
     }
     if not show_groups:
         del out["groups"]

@@ -21,7 +21,7 @@ class LineageService:
 
         return lineage(
             self.settings.data_dir,
-            self.index.path,
+            self.index.location,
             response_id,
             connection=self.index.connection,
         )

@@ -106,6 +106,35 @@ function citationChip(n, citation, pending) {
   );
 }
 
+/**
+ * An extractive answer: each quote as the document's own words, under the term it belongs to
+ * (a setting, an option, a table header), with the chip of the source it comes from and that
+ * source's name, so where each fact comes from shows at a glance.
+ */
+function renderQuotes(parent, quotes, citations) {
+  const byIndex = new Map((citations || []).map((c) => [Number(c.index), c]));
+  const list = el("ul", { class: "quotes", "aria-label": "Quoted from the documents" });
+  for (const q of quotes) {
+    const n = Number(q.index);
+    const citation = byIndex.get(n);
+    list.append(
+      el(
+        "li",
+        { class: "quote" },
+        q.context ? el("span", { class: "quote-context" }, q.context) : null,
+        el("blockquote", { class: "quote-text" }, q.text),
+        el(
+          "span",
+          { class: "quote-source" },
+          citationChip(n, citation, false),
+          citation ? el("span", { class: "quote-file" }, describeSource(citation)) : null,
+        ),
+      ),
+    );
+  }
+  parent.append(list);
+}
+
 /** "Title (file.md)", or just the file name when the title adds nothing. */
 function describeSource(citation) {
   const file = baseName(citation.source);
@@ -165,7 +194,9 @@ function renderTurn(turn, pending = false) {
     );
   }
   const body = el("div", { class: "answer" });
-  renderAnswerText(body, turn.content, turn.citations, pending);
+  const quoted = !pending && Array.isArray(turn.quotes) && turn.quotes.length > 0;
+  if (quoted) renderQuotes(body, turn.quotes, turn.citations);
+  else renderAnswerText(body, turn.content, turn.citations, pending);
   if (pending && !turn.content) body.append(el("span", { class: "typing" }, "Thinking"));
   const item = el(
     "li",
@@ -354,6 +385,11 @@ async function ask(question) {
       if (Array.isArray(event.sources)) answer.sources = event.sources;
       if (event.enclave && typeof event.enclave.content === "string") {
         answer.content = event.enclave.content;
+      }
+      // An extractive answer (or a generated one that fell back to it): its quotes, shown
+      // as the documents' own words with their sources.
+      if (event.enclave && Array.isArray(event.enclave.quotes)) {
+        answer.quotes = event.enclave.quotes;
       }
       const finish = choice && choice.finish_reason;
       if (finish === "cancelled") answer.stopped = true;

@@ -1,5 +1,6 @@
 // The documents page: GET /v1/documents as a filterable table with status, chunk counts and,
-// for files that failed, the reason, and the live release they belong to. Read-only: removing
+// for files that failed or were quarantined for their parse quality, the reason (and the
+// quality score), and the live release they belong to. Read-only: removing
 // a document is `enclave ingest --prune`, `enclave purge` or DELETE /v1/documents/{id}.
 
 import { apiJson, baseName, describeError, el, initChrome } from "./common.js";
@@ -14,7 +15,12 @@ const dom = {
   refresh: document.getElementById("refresh"),
 };
 
-const STATUS_LABEL = { ok: "Indexed", failed: "Failed", empty: "Empty" };
+const STATUS_LABEL = {
+  ok: "Indexed",
+  failed: "Failed",
+  empty: "Empty",
+  quarantined: "Quarantined",
+};
 
 let documents = [];
 /** The release the listed documents belong to (the live one when the list was read). */
@@ -67,6 +73,7 @@ function renderStats() {
     ["Documents", documents.length, ""],
     ["Indexed", count("ok"), "ok"],
     ["Failed", count("failed"), count("failed") ? "failed" : ""],
+    ["Quarantined", count("quarantined"), count("quarantined") ? "quarantined" : ""],
     ["Chunks", chunks, ""],
     ["Live release", release || "none", "release"],
   ];
@@ -80,6 +87,20 @@ function renderStats() {
       ),
     ),
   );
+}
+
+/** The parse-quality score, with the way out for a quarantined document. */
+function qualityLine(doc) {
+  const score = doc.quality && typeof doc.quality.score === "number" ? doc.quality.score : null;
+  if (doc.status !== "quarantined" && (score === null || score >= 0.8)) return null;
+  const parts = [];
+  if (score !== null) parts.push(`Quality score ${score.toFixed(2)}`);
+  if (doc.status === "quarantined") {
+    parts.push("kept out of answers; an administrator can run `enclave quarantine release` or `retry`");
+  } else if (doc.quality && doc.quality.admitted) {
+    parts.push("admitted despite its score");
+  }
+  return el("span", { class: "doc-quality" }, parts.join(" · "));
 }
 
 function renderRow(doc) {
@@ -98,6 +119,7 @@ function renderRow(doc) {
     doc.error
       ? el("span", { class: "doc-error" }, el("strong", {}, "Reason: "), String(doc.error))
       : null,
+    qualityLine(doc),
   );
   return el(
     "tr",

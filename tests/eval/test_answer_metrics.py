@@ -1,11 +1,9 @@
-"""Answer metrics: SQuAD normalisation, F1, sentence splitting and the faithfulness proxy."""
+"""Answer metrics: SQuAD normalisation, F1, sentence splitting, and faithfulness by the support
+rule (rag/support.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from eval.answer_metrics import (
@@ -20,11 +18,6 @@ from eval.answer_metrics import (
     supported_share,
     token_f1,
 )
-from models.embedder import HashEmbedder
-
-
-def _embed(texts: Sequence[str]) -> npt.NDArray[np.float32]:
-    return HashEmbedder(dimension=256).embed(list(texts))
 
 
 def test_squad_normalisation_and_scores() -> None:
@@ -48,6 +41,9 @@ def test_markers_and_sentences() -> None:
     assert strip_markers("She climbed [2].") == "She climbed."
 
 
+LIGHTHOUSE = "Martha Quill kept the Gull Rock lighthouse for forty years."
+
+
 def test_faithfulness_supported_and_unsupported() -> None:
     sources = {
         1: "Martha Quill kept the Gull Rock lighthouse for forty years.",
@@ -56,17 +52,16 @@ def test_faithfulness_supported_and_unsupported() -> None:
     support = faithfulness(
         "Martha Quill kept the Gull Rock lighthouse [1]. Penguins fly to Mars every winter [2].",
         sources,
-        _embed,
     )
     assert [s.supported for s in support] == [True, False]
-    assert support[0].overlap == 1.0
+    assert support[0].reason == "ok" and support[1].reason == "unsupported"
     assert supported_share(support) == 0.5
 
 
 def test_uncited_sentence_inherits_the_next_marker() -> None:
     sources = {1: "Bees make honey from nectar. Workers dance to show flowers."}
     support = faithfulness(
-        "Bees make honey from nectar. Workers dance to show flowers [1].", sources, _embed
+        "Bees make honey from nectar. Workers dance to show flowers [1].", sources
     )
     assert [s.cited for s in support] == [[1], [1]]
     assert all(s.supported for s in support)
@@ -74,18 +69,20 @@ def test_uncited_sentence_inherits_the_next_marker() -> None:
 
 def test_citing_nothing_or_a_missing_source_is_unsupported() -> None:
     sources = {1: "Bees make honey from nectar."}
-    assert not faithfulness("Bees make honey from nectar.", sources, _embed)[0].supported
-    assert not faithfulness("Bees make honey from nectar [4].", sources, _embed)[0].supported
+    assert not faithfulness("Bees make honey from nectar.", sources)[0].supported
+    assert not faithfulness("Bees make honey from nectar [4].", sources)[0].supported
 
 
 def test_groundedness_accepts_any_passage() -> None:
     support = groundedness(
         "Bees make honey from nectar.",
         ["Coffee is roasted.", "Bees make honey from nectar."],
-        _embed,
     )
     assert supported_share(support) == 1.0
-    assert faithfulness("Yes.", {1: "x"}, _embed) == []  # no claim to check
+    # a changed number is not supported, whatever passage it is checked against
+    changed = groundedness("Martha Quill kept the lighthouse for fifty years.", [LIGHTHOUSE])
+    assert supported_share(changed) == 0.0
+    assert faithfulness("Yes.", {1: "x"}) == []  # no claim to check
 
 
 def test_answer_similarity_with_real_embedder(bundled_embedder) -> None:

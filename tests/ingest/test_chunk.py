@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.chunk import Chunker, chunk_document, chunk_id, sections
+from ingest.chunk import Chunker, ChunkStream, chunk_document, chunk_id, sections
 from ingest.clean import clean_document
 from ingest.types import Element, ParsedDocument
 
@@ -156,3 +156,37 @@ def test_target_is_clamped(bundled_embedder: Any, target: int) -> None:
     chunker = Chunker(bundled_embedder, target, 1000)
     assert chunker.target <= bundled_embedder.max_tokens
     assert chunker.overlap <= chunker.target // 2
+
+
+def test_a_huge_section_is_tokenized_in_blocks_with_the_same_chunks(
+    bundled_embedder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A section far longer than a tokenizer block gives the chunks of a one-piece
+    tokenization, while the tokenizer never sees more than a block; a stream stops at its
+    cap and says where."""
+    from ingest import chunk as chunk_module
+
+    words = ["harbor", "ledger.", "naïve", "日本語", "x" * 40, "3.14", "\n\n", "🙂"]
+    text = " ".join(words[(i * 7) % len(words)] for i in range(30_000))
+    doc = clean_document(ParsedDocument(elements=[Element(text)], parser="t"))
+    seen: list[int] = []
+    real = bundled_embedder.token_spans
+
+    def spans(part: str) -> list[tuple[int, int]]:
+        seen.append(len(part))
+        result: list[tuple[int, int]] = real(part)
+        return result
+
+    monkeypatch.setattr(bundled_embedder, "token_spans", spans)
+    streamed = Chunker(bundled_embedder, 200, 30).chunk(doc, "d0c")
+    assert len(doc.text) > 2 * chunk_module.TOKENIZE_BLOCK_CHARS
+    assert max(seen) <= chunk_module.TOKENIZE_BLOCK_CHARS
+    monkeypatch.setattr(chunk_module, "TOKENIZE_BLOCK_CHARS", 10**9)
+    whole = Chunker(bundled_embedder, 200, 30).chunk(doc, "d0c")
+    assert [(c.char_start, c.char_end, c.embed_tokens) for c in streamed] == [
+        (c.char_start, c.char_end, c.embed_tokens) for c in whole
+    ]
+    _check(doc.text, streamed, bundled_embedder)
+    stream = ChunkStream(doc, "d0c", Chunker(bundled_embedder, 200, 30), limit=10)
+    assert len(list(stream)) == stream.given == 10
+    assert stream.cut_at == whole[9].char_end

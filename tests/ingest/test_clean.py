@@ -55,3 +55,19 @@ def test_cjk_and_numbers_are_readable() -> None:
         ParsedDocument(elements=[Element("日本語のテキスト"), Element("12 34 56")], parser="t")
     )
     assert clean.text.startswith("日本語")
+
+
+def test_cleaning_in_blocks_equals_cleaning_in_one_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long texts are cleaned block by block, cut where no cleaning step reaches across."""
+    import random
+
+    from ingest import clean
+
+    alphabet = [*"ab Z9 \t\n\r", "я", "ά", "α\u0301", "\u00a0", "\u200b", "\x07", "e\u0301",
+                "\u0301", "日", "ア", "\u3099", "한", "\u1161", "\u2028", "  ", "\n\n\n",
+                "\r\n"]  # fmt: skip
+    rng = random.Random(7)
+    monkeypatch.setattr(clean, "CLEAN_BLOCK_CHARS", 5)
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        assert clean_text(text) == clean._clean_block(text).strip(), repr(text)

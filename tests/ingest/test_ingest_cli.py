@@ -134,3 +134,31 @@ def test_include_exclude_and_flags(tmp_path: Path, cli: typer.Typer) -> None:
     assert res.exit_code == 0, res.output
     s = _json(res.stdout)
     assert s["files_seen"] == 2 and s["ingested"] == 2
+
+
+def test_progress_lines_on_stderr_keep_stdout_exactly_the_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stderr is not a terminal here: JSON progress lines go there (at the start, every few
+    seconds from a thread, at the end), stdout holds only the summary."""
+    monkeypatch.setenv("ENCLAVE_EMBEDDER__MODEL", "hash")
+    monkeypatch.setattr("ingest.progress.LINE_INTERVAL_S", 0.01)
+    docs = tmp_path / "docs"
+    write_text_corpus(docs, 4, seed=8)
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    data = str(tmp_path / "data")
+    res = runner.invoke(app, ["ingest", str(docs), "-d", data, "--json"])
+    assert res.exit_code == 0, res.output
+    summary = _json(res.stdout)
+    lines = [json.loads(ln) for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) >= 3 and all(set(ln) == {"progress", "final"} for ln in lines)
+    first, last = lines[0]["progress"], lines[-1]
+    assert (first["files_done"], first["files_total"], first["eta_s"]) == (0, 4, None)
+    assert last["final"] and last["progress"]["files_done"] == 4
+    assert last["progress"]["ingested"] == summary["ingested"] == 4
+    assert last["progress"]["bytes_done"] == last["progress"]["bytes_total"] > 0
+    assert last["progress"]["chunks_written"] == summary["chunks_added"]
+    quiet = runner.invoke(app, ["ingest", str(docs), "-d", data, "--json", "--no-progress"])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and _json(quiet.stdout)["unchanged"] == 4

@@ -137,7 +137,8 @@ def test_utf16_text_file_parses(tmp_path: Path) -> None:
     p = tmp_path / "notes.txt"
     p.write_bytes("Première ligne\n\nSeconde partie".encode("utf-16"))
     doc = parse_file(str(p), IngestSettings())
-    assert [e.text for e in doc.elements] == ["Première ligne", "Seconde partie"]
+    # paragraphs of a text file are packed into elements (one section: the chunks are the same)
+    assert "\n\n".join(e.text for e in doc.elements) == "Première ligne\n\nSeconde partie"
 
 
 def test_cp1252_markdown(tmp_path: Path) -> None:
@@ -179,3 +180,28 @@ def test_html_encodings(tmp_path: Path, data: bytes, expected: str) -> None:
     p.write_bytes(data)
     doc = parse_file(str(p), IngestSettings())
     assert doc.elements[0].text == expected
+
+
+def test_html_nested_too_deeply_is_refused_not_emptied(tmp_path: Path) -> None:
+    """libxml2 keeps nothing of a document past its depth limit: that is said, not passed
+    off as a file without text."""
+    n = 100_000
+    path = tmp_path / "deep.html"
+    path.write_text("<html><body>" + "<div>" * n + "deep text" + "</div>" * n + "</body></html>")
+    with pytest.raises(ParseError, match=r"^document is nested too deeply to parse"):
+        parse_file(str(path), IngestSettings())
+
+
+def test_html_deep_within_the_parser_limit_and_huge_text_nodes_parse(tmp_path: Path) -> None:
+    n = 1_500  # past Python's default recursion limit for the extractor, within libxml2's
+    deep = tmp_path / "deep.html"
+    deep.write_text("<html><body>" + "<div>" * n + "deep text" + "</div>" * n + "<p>after</p>")
+    assert [e.text for e in parse_file(str(deep), IngestSettings()).elements] == [
+        "deep text",
+        "after",
+    ]
+    big = tmp_path / "big.html"  # one text node over libxml2's 10 MB default buffer limit
+    big.write_text("<html><body><p>" + "lantern " * 1_500_000 + "</p><p>after</p></body></html>")
+    elements = parse_file(str(big), IngestSettings()).elements
+    assert len(elements[0].text) == len("lantern " * 1_500_000) - 1
+    assert elements[1].text == "after"

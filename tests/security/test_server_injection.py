@@ -10,6 +10,7 @@ source holds (replaced by a refusal). See docs/security.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,7 +147,10 @@ def test_injected_text_reaches_the_prompt_neutralised(live: Live) -> None:
     prepared = rag.prepare([{"role": "user", "content": "Book trains for trips under 500 km?"}])
     user = prepared.messages[-1]["content"]
     assert "<|im_start|>" not in user and "</source><" not in user
-    assert user.count("</source>") == len(prepared.sources)
+    # the prompt holds numbered facts, each from a source that is not withheld
+    numbers = [int(n) for n in re.findall(r"^\[(\d+)\] ", user, flags=re.M)]
+    withheld = {p.index for p in prepared.sources if p.withheld}
+    assert user.startswith("Facts:\n") and numbers and not set(numbers) & withheld
     travel = [p for p in prepared.sources if p.hit.source.endswith("travel.txt")]
     assert travel and travel[0].withheld and "developer mode" not in user
     cafe = rag.prepare([{"role": "user", "content": "What does the cafeteria serve?"}])

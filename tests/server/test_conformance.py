@@ -100,7 +100,9 @@ def test_embedding_and_query_messages(client: TestClient) -> None:
         if message is not None:
             assert error["message"] == message
     error = client.get("/v1/documents", params={"status": "gone"}).json()["error"]
-    assert error["message"] == "status: expected 'ok', 'empty' or 'failed' (got 'gone')"
+    assert error["message"] == (
+        "status: expected 'ok', 'empty', 'failed' or 'quarantined' (got 'gone')"
+    )
 
 
 def test_schema_valid_requests_are_served(client: TestClient) -> None:

@@ -1,8 +1,10 @@
 """The API end to end: real uvicorn on loopback, the official openai SDK, the real bundled
 embedder and SmolLM2 over documents ingested by the pipeline.
 
-The 135M model's prose is not asserted; the sources retrieval put forward and the citation
-checks are."""
+The server runs the default ``answer.mode = "auto"``, which with the bundled 135M model
+quotes (extract); tests of the model's path switch it to ``generate`` (:func:`generate_mode`).
+The 135M model's prose is not asserted; the sources retrieval put forward, the citation and
+support checks are."""
 
 from __future__ import annotations
 
@@ -19,7 +21,23 @@ from openai import OpenAI
 
 from rag.citations import strip_citations, verify_citations
 from rag.prompt import ABSTAIN_TEXT
-from tests.server.conftest import Live, write_docs
+from tests.server.conftest import DOCS, Live, write_docs
+
+
+@pytest.fixture
+def generate_mode(rag_server: Live) -> Any:
+    """The server answers with the model (``answer.mode = "generate"``) for one test."""
+    answer = rag_server.app.state.enclave.services.rag.settings.answer
+    answer.mode = "generate"
+    yield rag_server
+    answer.mode = "auto"
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+DOC_TEXT = _squash(" ".join(DOCS.values()))
 
 
 def sdk(live: Live) -> OpenAI:
@@ -82,15 +100,44 @@ def test_chat_answer_lists_the_right_file(rag_server: Live) -> None:
     assert resp.model == rag_server.app.state.enclave.services.generator.name
     assert Path(extra["sources"][0]["source"]).name == "falcon.md"
     content = resp.choices[0].message.content or ""
-    assert content.strip()
-    assert resp.choices[0].finish_reason in ("stop", "length")
-    assert resp.usage is not None and resp.usage.prompt_tokens > 100
-    assert 0 < resp.usage.completion_tokens <= 40
-    assert extra["enclave"]["abstained"] is False
+    assert resp.choices[0].finish_reason == "stop"
+    # auto mode with the 135M model: the answer is quotes, cited by construction, no model call
+    assert extra["enclave"]["mode"] == "extract" and extra["enclave"]["abstained"] is False
+    assert resp.usage is not None and resp.usage.total_tokens == 0
+    assert "14 March 2027" in content
+    quotes = extra["enclave"]["quotes"]
+    assert quotes and len(content.splitlines()) == len(quotes)
+    for line, quote in zip(content.splitlines(), quotes, strict=True):
+        assert line.endswith(f"“{quote['text']}” [{quote['index']}]")
+        assert _squash(quote["text"]) in DOC_TEXT  # the document's own words
+        assert quote["index"] in extra["enclave"]["verified"]
     _check_citations(content, extra)
 
 
-def test_chat_streaming_chunks_and_final_event(rag_server: Live) -> None:
+def test_generated_answer_keeps_only_supported_sentences(generate_mode: Live) -> None:
+    resp = sdk(generate_mode).chat.completions.create(
+        model="x",
+        messages=[{"role": "user", "content": "When is the launch date of Project Falcon?"}],
+        max_tokens=40,
+        temperature=0,
+    )
+    extra = resp.model_extra or {}
+    content = resp.choices[0].message.content or ""
+    assert extra["enclave"]["mode"] == "generate"
+    assert resp.usage is not None and resp.usage.prompt_tokens > 50
+    assert 0 < resp.usage.completion_tokens <= 40
+    assert content.strip() and "</" not in content and "<|" not in content
+    # every sentence left is supported by the source it cites (else it is the extract)
+    from eval.answer_metrics import faithfulness
+
+    texts = {s["index"]: DOCS[Path(s["source"]).name] for s in extra["sources"]}
+    assert all(x.supported for x in faithfulness(content, texts)), content
+    assert extra["enclave"]["verified"]
+    _check_citations(content, extra)
+
+
+def test_chat_streaming_chunks_and_final_event(generate_mode: Live) -> None:
+    rag_server = generate_mode
     stream = sdk(rag_server).chat.completions.create(
         model="x",
         messages=[
@@ -111,9 +158,28 @@ def test_chat_streaming_chunks_and_final_event(rag_server: Live) -> None:
     assert Path(extra["sources"][0]["source"]).name == "leave.txt"
     raw = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert raw.strip()
-    # the final event carries the cleaned text: the streamed text with invalid markers removed
-    assert extra["enclave"]["content"] == verify_citations(raw, len(extra["sources"])).text.strip()
-    _check_citations(extra["enclave"]["content"], extra)
+    # only verified sentences were streamed (or, when none was, the extract): the final
+    # event's text is what was sent, with valid markers only
+    content = extra["enclave"]["content"]
+    assert content.strip() in raw
+    assert verify_citations(content, len(extra["sources"])).removed == []
+    _check_citations(content, extra)
+
+
+def test_extract_streams_one_quote_per_delta(rag_server: Live) -> None:
+    stream = sdk(rag_server).chat.completions.create(
+        model="x",
+        messages=[{"role": "user", "content": "How many weeks is parental leave?"}],
+        stream=True,
+    )
+    chunks = list(stream)
+    final = chunks[-1]
+    extra = final.model_extra or {}
+    deltas = [c.choices[0].delta.content for c in chunks[1:-1]]
+    assert "".join(d or "" for d in deltas) == extra["enclave"]["content"]
+    assert len(deltas) == len(extra["enclave"]["quotes"])
+    assert "16 weeks" in extra["enclave"]["content"]
+    assert final.usage is not None and final.usage.total_tokens == 0
 
 
 def test_off_topic_question_abstains_without_the_model(rag_server: Live) -> None:
@@ -219,7 +285,8 @@ def test_ingested_while_running_then_deleted(rag_server: Live, bundled_embedder:
     assert all(s["doc_id"] != doc_id for s in extra["sources"] + extra["citations"])
 
 
-def test_stream_disconnect_stops_the_real_model(rag_server: Live) -> None:
+def test_stream_disconnect_stops_the_real_model(generate_mode: Live) -> None:
+    rag_server = generate_mode
     cancelled = rag_server.metric("enclave_generations_total", finish_reason="cancelled")
     stream = sdk(rag_server).chat.completions.create(
         model="x",
@@ -233,9 +300,8 @@ def test_stream_disconnect_stops_the_real_model(rag_server: Live) -> None:
         max_tokens=64,
         stream=True,
     )
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            break
+    for _chunk in stream:  # the role chunk: the model has started
+        break
     stream.close()
     closed = time.monotonic()
     while rag_server.metric("enclave_generations_in_flight") > 0:
@@ -246,7 +312,8 @@ def test_stream_disconnect_stops_the_real_model(rag_server: Live) -> None:
     )
 
 
-def test_prompt_too_long_is_400(rag_server: Live) -> None:
+def test_prompt_too_long_is_400(generate_mode: Live) -> None:
+    rag_server = generate_mode
     question = "When does Project Falcon launch? " + "Falcon budget details " * 900
     with pytest.raises(openai.BadRequestError) as info:
         sdk(rag_server).chat.completions.create(
@@ -335,7 +402,8 @@ def test_models_embeddings_health_and_metrics(rag_server: Live, bundled_embedder
     assert rag_server.metric("enclave_stage_seconds_count", stage="retrieve") >= 1
 
 
-def test_event_loop_stays_responsive_during_generation(rag_server: Live) -> None:
+def test_event_loop_stays_responsive_during_generation(generate_mode: Live) -> None:
+    rag_server = generate_mode
     done = threading.Event()
 
     def ask() -> None:

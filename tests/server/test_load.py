@@ -1,6 +1,9 @@
 """Under load and failure: the bounded queue (429 + Retry-After), cancellation when the client
-goes away, request timeouts, readiness. Real uvicorn and the openai SDK; the generator is a
-fake (blocking or slow) because the behaviour under test is the server's, not the model's."""
+goes away, request timeouts, readiness, and answers that need no model skipping the queue.
+Real uvicorn and the openai SDK; the generator is a fake (blocking or slow) because the
+behaviour under test is the server's, not the model's. The fake's words are supported by no
+document, so the server never passes them on: an answer whose sentences are all dropped is
+the extract (the quotes)."""
 
 from __future__ import annotations
 
@@ -28,9 +31,12 @@ QUESTION = [{"role": "user", "content": "When does Project Falcon launch?"}]
 LONG_REPLY = " ".join(f"word{i} [1]" for i in range(3000))
 
 
-def _server(tmp_path: Path, generator: Any, **server: Any) -> Any:
+def _server(tmp_path: Path, generator: Any, mode: str = "auto", **server: Any) -> Any:
     settings = Settings(
-        data_dir=tmp_path / "data", server=server, security=SecuritySettings(auth=False)
+        data_dir=tmp_path / "data",
+        server=server,
+        answer={"mode": mode},
+        security=SecuritySettings(auth=False),
     )
     store, emb = hash_store(tmp_path / "data", DOCS)
     app = create_app(settings, generator=generator, embedder=emb, store=store)
@@ -82,12 +88,8 @@ def test_stream_disconnect_cancels_within_a_second(tmp_path: Path) -> None:
         stream = sdk(live).chat.completions.create(
             model="x", messages=QUESTION, stream=True, max_tokens=512
         )
-        got = 0
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                got += 1
-                if got == 3:
-                    break
+        for _chunk in stream:  # the role chunk: the model has started
+            break
         stream.close()
         closed = time.monotonic()
         while live.metric("enclave_generations_in_flight") > 0:
@@ -95,10 +97,17 @@ def test_stream_disconnect_cancels_within_a_second(tmp_path: Path) -> None:
             time.sleep(0.02)
         assert live.metric("enclave_generations_total", finish_reason="cancelled") == 1
         assert live.metric("enclave_cancellations_total", cause="disconnect") == 1
-        # the model is free again: the next request is served at once
-        gen.reply = "Done [1]."
+        # the model is free again: the next request is served at once; its one sentence is
+        # supported by the passage it cites, so it is the answer
+        gen.reply = "Project Falcon launches on 14 March 2027 [1]."
         resp = sdk(live).chat.completions.create(model="x", messages=QUESTION)
-        assert resp.choices[0].message.content == "Done [1]."
+        assert resp.choices[0].message.content == "Project Falcon launches on 14 March 2027 [1]."
+        gen.reply = "Done [1]."  # supported by nothing: the answer is the quote instead
+        resp = sdk(live).chat.completions.create(model="x", messages=QUESTION)
+        extra = resp.model_extra or {}
+        assert extra["enclave"]["fell_back"] is True
+        assert [d.rstrip(".") for d in extra["enclave"]["dropped"]] == ["Done"]
+        assert "14 March 2027" in (resp.choices[0].message.content or "")
 
 
 def test_non_streaming_disconnect_cancels(tmp_path: Path) -> None:
@@ -129,7 +138,8 @@ def test_request_timeout(tmp_path: Path) -> None:
         final = chunks[-1]
         assert final.choices[0].finish_reason == "timeout"
         extra = final.model_extra or {}
-        assert extra["enclave"]["content"].startswith("word0 [1]")
+        assert "word0" not in extra["enclave"]["content"]  # unsupported: never sent
+        assert "14 March 2027" in extra["enclave"]["content"]  # the quote instead
         assert extra["citations"][0]["index"] == 1
         assert live.metric("enclave_cancellations_total", cause="timeout") == 2
 
@@ -243,3 +253,34 @@ def test_a_burst_beyond_capacity_is_refused_at_once_never_timed_out(tmp_path: Pa
         time.sleep(max(int(r.headers["retry-after"]) for _, _, r in refused))
         again = httpx.post(live.v1 + "/chat/completions", json=body, timeout=30)
         assert again.status_code == 200
+
+
+def test_extract_answers_are_not_refused_while_the_model_is_busy(tmp_path: Path) -> None:
+    """With queue_size 0 and the model busy, a request that needs the model gets 429; with
+    ``answer.mode = "extract"`` no answer needs it, so none waits for it nor is refused."""
+    gen = BlockingGenerator()
+    with _server(tmp_path, gen, mode="generate", queue_size=0) as live:
+        answer = live.app.state.enclave.services.rag.settings.answer
+        busy = threading.Thread(
+            target=lambda: sdk(live).chat.completions.create(model="x", messages=QUESTION)
+        )
+        busy.start()
+        try:
+            assert gen.started.acquire(timeout=10)  # the model is busy
+            with pytest.raises(openai.RateLimitError):
+                sdk(live).chat.completions.create(model="x", messages=QUESTION)
+            answer.mode = "extract"
+            started = time.monotonic()
+            resp = sdk(live).chat.completions.create(model="x", messages=QUESTION)
+            chunks = list(
+                sdk(live).chat.completions.create(model="x", messages=QUESTION, stream=True)
+            )
+            assert time.monotonic() - started < 5
+            extra = resp.model_extra or {}
+            assert extra["enclave"]["mode"] == "extract" and 1 in extra["enclave"]["verified"]
+            assert "14 March 2027" in (resp.choices[0].message.content or "")
+            assert chunks[-1].choices[0].finish_reason == "stop"
+            assert live.metric("enclave_rejected_total", cause="queue_full") == 1
+        finally:
+            gen.release.set()
+            busy.join(20)

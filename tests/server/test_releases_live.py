@@ -27,13 +27,19 @@ from store.releases import Releases
 from tests.server.conftest import Live, live_server
 
 EMB = HashEmbedder()
-VOCAB = [f"{a}{b}" for a in ("kel", "mor", "tas", "vin", "dul", "pex") for b in range(40)]
+# made-up words that read as words (letters, vowels): the parse-quality check admits them
+VOCAB = [
+    a + b + c
+    for a in ("kel", "mor", "tas", "vin", "dul", "pex")
+    for b in ("a", "e", "i", "o")
+    for c in ("ban", "dor", "fin", "gul", "lem", "nor", "pas", "rit", "sul", "tov")
+]
 
 
 def text_for(name: str, version: str) -> str:
     rng = random.Random(name)
     words = " ".join(rng.choice(VOCAB) for _ in range(30))
-    return f"marker {name} {version} {words}\n"
+    return f"Marker {name} {version} {words}.\n"  # a sentence: an answer can quote it
 
 
 SET_A = {f"a{i}.txt": "one" for i in range(8)}
@@ -58,6 +64,7 @@ def settings_for(root: Path, **release: Any) -> Settings:
         embedder={"model": "hash"},
         security={"auth": False},
         retrieval={"top_k": 50, "candidates": 50, "min_similarity": 0.0},
+        answer={"top_k": 50},  # an answer lists every passage
         release=release,
     )
 
@@ -202,7 +209,9 @@ def test_lineage_resolves_an_answer_after_later_releases_until_its_release_expir
             live.v1 + "/chat/completions", json={"model": "x", "messages": [question]},
             timeout=30,
         ).json()  # fmt: skip
-        assert reply["enclave"]["release"] == "r-000001"
+        assert reply["enclave"]["release"] == "r-000001", reply["enclave"]
+        paths = [s["path"] for s in reply["sources"]]
+        assert any(p.endswith("a2.txt") for p in paths), (paths, reply["enclave"])
         source = next(s for s in reply["sources"] if s["path"].endswith("a2.txt"))
         original = (docs / "a2.txt").read_text()
         assert source["doc_sha256"] and source["chunk_id"].startswith(source["doc_id"])

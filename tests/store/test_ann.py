@@ -115,7 +115,7 @@ def test_readers_answer_while_an_index_builds(indexed, tmp_path: Path) -> None:
     thread = threading.Thread(target=query)
     thread.start()
     try:
-        settings = Settings(data_dir=tmp_path, index={"ann_min_rows": 300, "ef": 100})
+        settings = Settings(data_dir=tmp_path, vector_index={"ann_min_rows": 300, "ef": 100})
         out = optimize(settings, force=True, lock_wait_s=5)
     finally:
         stop.set()
@@ -167,3 +167,17 @@ def test_a_purge_drops_the_vector_index_and_rebuilds_the_filter_indexes(indexed)
     for cid, vector in list(vectors.items())[25:45]:
         top = live.reader().vector_search(vector, 1)[0].chunk_id
         assert top == cid if not cid.startswith(gone) else top != cid
+
+
+def test_no_index_builds_on_object_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an s3:// index ``enclave index optimize`` refuses before touching the store, and an
+    ingest run or purge starts no background build."""
+    from enclave.errors import UsageError
+    from store.ann import start_background_build
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings = Settings(data_dir=tmp_path, store={"uri": "s3://enclave-test/index"})
+    with pytest.raises(UsageError, match="object storage"):
+        optimize(settings, force=True, lock_wait_s=1)
+    assert start_background_build(settings) is None

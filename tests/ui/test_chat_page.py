@@ -141,6 +141,16 @@ def ask(page: Page, question: str) -> None:
 def test_chat_streams_an_answer_with_citations(
     live: LiveServer, browser: Browser, tmp_path: Path, page_errors: list[str]
 ) -> None:
+    live.settings.answer.mode = "generate"  # the model's answer, streamed token by token
+    try:
+        _streams_an_answer_with_citations(live, browser, tmp_path, page_errors)
+    finally:
+        live.settings.answer.mode = "auto"
+
+
+def _streams_an_answer_with_citations(
+    live: LiveServer, browser: Browser, tmp_path: Path, page_errors: list[str]
+) -> None:
     page = new_page(browser, page_errors, WIDE)
     page.goto(live.url + "/")
     expect(page.get_by_role("heading", name="Ask your documents")).to_be_visible()
@@ -149,9 +159,11 @@ def test_chat_streams_an_answer_with_citations(
 
     watch_answer_growth(page)
     ask(page, QUESTIONS[0])
+    # generated text streams in verified sentences only (the 135M model's are often all
+    # dropped, and the answer is then the quotes, sent at the end): what the page showed
+    # while streaming only ever grew
     lengths: list[int] = page.evaluate("window.__lengths")
-    grew = sorted(set(lengths))
-    assert len(grew) >= 3, f"the answer did not stream in (lengths seen: {lengths})"
+    assert lengths == sorted(lengths), f"the streamed answer shrank (lengths seen: {lengths})"
     assert page.locator(".msg-user .bubble").first.text_content() == QUESTIONS[0]
     first_answer = page.locator(".msg-assistant .answer").first.text_content() or ""
     assert len(first_answer) > 5
@@ -215,14 +227,44 @@ def test_chat_streams_an_answer_with_citations(
     assert page_errors == []
 
 
+def test_quoted_answer_shows_each_quote_with_its_source(
+    live: LiveServer, browser: Browser, tmp_path: Path, page_errors: list[str]
+) -> None:
+    """The default mode with the bundled model quotes: the page shows each quote as the
+    document's own words, with the chip and the name of the source it comes from."""
+    page = new_page(browser, page_errors, WIDE)
+    page.goto(live.url + "/")
+    expect(page.locator("#ready-status")).to_have_attribute("data-state", "ready")
+    ask(page, "When does Orchard Station pump water?")
+    quotes = page.locator(".msg-assistant .quote-text")
+    expect(quotes.first).to_be_visible()
+    doc = " ".join(DOC_TEXT.split())
+    texts = [" ".join((t or "").split()) for t in quotes.all_text_contents()]
+    assert any("six o'clock" in t for t in texts), texts
+    assert all(t in doc for t in texts), texts
+    expect(page.locator(".msg-assistant .quote-file").first).to_contain_text(DOC_NAME)
+    chip = page.locator(".msg-assistant .quote button.cite").first
+    chip.click()
+    expect(page.locator("#source-path")).to_contain_text(DOC_NAME)
+    page.keyboard.press("Escape")
+    no_horizontal_overflow(page)
+    save_shot(page, tmp_path, "chat-quotes.png")
+    assert page_errors == []
+
+
 def test_errors_are_readable_and_the_key_is_sent(
     live: LiveServer, browser: Browser, tmp_path: Path, page_errors: list[str]
 ) -> None:
     page = new_page(browser, page_errors, WIDE)
     page.goto(live.url + "/")
 
-    # A question longer than the model's context: the server's 400 message, not raw JSON.
-    ask(page, "zq7 " * 1900)
+    # A question longer than the model's context (generate mode: the model would be asked):
+    # the server's 400 message, not raw JSON.
+    live.settings.answer.mode = "generate"
+    try:
+        ask(page, "zq7 " * 1900)
+    finally:
+        live.settings.answer.mode = "auto"
     error = page.locator(".msg-assistant .error")
     expect(error).to_be_visible()
     expect(error).to_have_attribute("role", "alert")

@@ -1,0 +1,121 @@
+"""``enclave reindex``: a complete new index beside the live one, served only once promoted.
+
+Changing the embedder, the chunk size or the parser settings changes every chunk. A re-index
+builds the whole corpus again into a **new table set** (store/sets.py) while servers keep
+serving the live release from its own tables:
+
+1. under the writer lock (an ingest or ``enclave sync`` waits meanwhile), a new set
+   ``<index>/sets/t-00000N/`` is bound to the configured embedder and chunking;
+2. an ordinary ingest run (ingest/pipeline.py) over the roots writes it, with the progress
+   and ETA lines of any ingest; every document keeps the groups the live release gave it
+   (``--groups`` of earlier runs), an ACL policy with rules recomputes them as always;
+3. its release is a candidate like any other: the rails compare it with the live release,
+   the gate scores its own tables (with its own embedder), and ``release.auto_promote``
+   promotes it, a switch of one pointer. A server that follows the pointer loads the new
+   set's embedder first (store/live.py, server/state.py), then serves it; a rollback
+   switches back the same way while the old set is retained (``release.keep``).
+
+The roots are the PATHs given, else ``sync.roots``, else those of the last ingest run.
+
+A re-index needs a local index: on an ``s3://`` index (``store.uri``) it refuses with a usage
+error (store/sets.py), and the way to re-embed there is a new ``store.uri`` prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from enclave.errors import UsageError
+from enclave.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.promotion import ReleaseHooks
+
+
+def reindex_roots(settings: Settings, paths: list[Path] | None) -> list[str]:
+    """The folders to re-index (module docstring); UsageError when none is known."""
+    from ingest.summary import read_last_ingest
+
+    if paths:
+        return [str(p) for p in paths]
+    if settings.sync.roots:
+        return [str(p) for p in settings.sync.roots]
+    last = read_last_ingest(settings.data_dir)
+    if last and last.get("roots"):
+        return [str(r) for r in last["roots"]]
+    raise UsageError(
+        "which folders? give them (`enclave reindex PATH...`) or set sync.roots; no earlier "
+        "ingest run recorded its folders"
+    )
+
+
+def reindex(
+    settings: Settings,
+    paths: list[Path] | None = None,
+    *,
+    hooks: ReleaseHooks | None = None,
+    progress: bool | str = False,
+) -> dict[str, Any]:
+    """Build a new table set from the roots as a candidate release (module docstring);
+    returns the ingest summary with ``reindex``: the set and what changed."""
+    from ingest.embed import build_settings
+    from ingest.pipeline import ingest_paths
+    from store.lock import WriterLock
+    from store.registry import Registry
+    from store.releases import open_release
+    from store.sets import new_set_id, require_local_sets, set_location
+
+    lance = settings.index
+    require_local_sets(lance, "`enclave reindex`")
+    roots = reindex_roots(settings, paths)
+    with WriterLock(lance, "enclave reindex"):
+        registry = Registry.at(lance)
+        live = registry.live()
+        if live is None:
+            raise UsageError(
+                "no release is live: there is nothing to re-index; run `enclave ingest PATH` first"
+            )
+        view = open_release(lance, live.release, registry=registry)
+        groups = {d.path: list(d.groups) for d in view.list_documents() if d.groups}
+        before = dict(view.meta)
+        settings = _keep_variant(settings, before.get("embedder"))
+        tables = new_set_id(lance, [r.tables for r in registry.records()])
+        summary = ingest_paths(
+            settings,
+            roots,
+            table_set=tables,
+            inherit_groups=groups,
+            hooks=hooks,
+            progress=progress,
+        )
+    from store.records import read_index_meta
+
+    after = read_index_meta(set_location(lance, tables))
+    out = summary.to_dict()
+    out["reindex"] = {
+        "tables": tables,
+        "roots": roots,
+        "from": {
+            "release": live.release,
+            "tables": live.tables,
+            "embedder": before.get("embedder"),
+            "build": before.get("build"),
+        },
+        "to": {
+            "embedder": after.get("embedder"),
+            "build": after.get("build") or build_settings(settings),
+        },
+    }
+    return out
+
+
+def _keep_variant(settings: Settings, live: object) -> Settings:
+    """Under ``embedder.variant = "auto"``, a re-index of the same model keeps the live set's
+    variant (a new chunk size does not switch fp32 to int8); another model gets the default
+    variant of a new index. An explicit variant is used as it is."""
+    from models.variants import for_index, same_model
+
+    if not isinstance(live, str) or not same_model(live, settings.embedder):
+        return settings
+    return settings.model_copy(update={"embedder": for_index(settings.embedder, live)})
