@@ -86,7 +86,7 @@ class Embedders:
 
     def _load(self, name: str, build: dict[str, object]) -> None:
         from enclave.settings import EmbedderSettings
-        from models.embedder import load_embedder
+        from models.loading import load_embedder
         from models.variants import for_index
 
         own = self.settings.embedder
@@ -198,7 +198,7 @@ class AppState:
             if self._index is None:
                 self._index = LiveIndex(self._location)
             if self._embedder is None:
-                from models.embedder import load_embedder
+                from models.loading import load_embedder
                 from models.variants import for_index
 
                 # under variant "auto" the index's recorded variant: queries are embedded
@@ -207,7 +207,7 @@ class AppState:
                 bound = self._index.embedder_name
                 self._embedder = load_embedder(for_index(self.settings.embedder, bound))
             if self._generator is None:
-                from models.generator import load_generator
+                from models.loading import load_generator
 
                 self._generator = load_generator(self.settings.generator)
                 self._owned.append(self._generator)
