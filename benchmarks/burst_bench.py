@@ -180,8 +180,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
 
-    from models.embedder import load_embedder
-    from models.generator import load_generator
+    from models.loading import load_embedder, load_generator
     from rag.prompt import SYSTEM_PROMPT
     from server.app import create_app
     from store.db import Store

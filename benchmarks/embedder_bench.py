@@ -43,7 +43,8 @@ from enclave.offline import enforce_offline  # noqa: E402
 enforce_offline()
 
 from enclave.settings import load_settings  # noqa: E402
-from models.embedder import Embedder, load_embedder  # noqa: E402
+from models.embedder import Embedder  # noqa: E402
+from models.loading import load_embedder  # noqa: E402
 
 SPEED_TARGET = 1.8
 RECALL_TOLERANCE = 0.005

@@ -43,7 +43,8 @@ from enclave.offline import enforce_offline  # noqa: E402
 enforce_offline()
 
 from enclave.settings import load_settings  # noqa: E402
-from models.embedder import Embedder, Vectors, load_embedder  # noqa: E402
+from models.embedder import Embedder, Vectors  # noqa: E402
+from models.loading import load_embedder  # noqa: E402
 
 
 class RecordingEmbedder(Embedder):

@@ -32,7 +32,8 @@ enforce_offline()
 
 from enclave.settings import EmbedderSettings, Settings  # noqa: E402
 from ingest.pipeline import ingest_paths  # noqa: E402
-from models.embedder import HashEmbedder, load_embedder  # noqa: E402
+from models.embedder import HashEmbedder  # noqa: E402
+from models.loading import load_embedder  # noqa: E402
 
 DEFAULT_CORPUS = Path("/work/shared/corpora/postgres-manual-html")
 

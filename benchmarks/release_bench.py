@@ -161,7 +161,7 @@ def _change(paths: list[Path], share: float, round_: int) -> None:
 def _embedder(kind: str) -> Embedder:
     if kind == "bundled":
         from enclave.settings import EmbedderSettings
-        from models.embedder import load_embedder
+        from models.loading import load_embedder
 
         return load_embedder(EmbedderSettings())
     return HashEmbedder(dimension=DIM)

@@ -211,8 +211,7 @@ def bench_generation(report: dict[str, Any], rounds: int, max_tokens: int) -> No
     from llama_cpp import Llama
 
     from models.bundled import bundled_generator_path
-    from models.embedder import load_embedder
-    from models.generator import load_generator
+    from models.loading import load_embedder, load_generator
     from server.app import create_app
     from store.db import Store
 

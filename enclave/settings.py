@@ -2,6 +2,9 @@
 and CLI flags, in rising order of precedence. Built at the entry points, never at import.
 
 Nested fields use ``__`` in the environment: ``ENCLAVE_INGEST__CHUNK_TOKENS=256``.
+
+One module over 500 lines, on purpose: the whole settings tree, each section with its
+defaults and descriptions, is read in one place (the README points here).
 """
 
 from __future__ import annotations

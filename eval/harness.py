@@ -223,7 +223,7 @@ def run_eval(
     index_info: dict[str, Any] = {}
     try:
         if (options.url is None or want_answers) and embedder is None:
-            from models.embedder import load_embedder
+            from models.loading import load_embedder
             from models.variants import for_index
 
             t0 = time.perf_counter()
@@ -345,7 +345,7 @@ def run_eval(
                     from rag.service import RagService
 
                     if generator is None:
-                        from models.generator import load_generator
+                        from models.loading import load_generator
 
                         t1 = time.perf_counter()
                         generator = load_generator(settings.generator)

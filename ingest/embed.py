@@ -95,7 +95,7 @@ class LazyEmbedder:
     def get(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                from models.embedder import load_embedder
+                from models.loading import load_embedder
                 from models.variants import for_index
 
                 t0 = time.perf_counter()

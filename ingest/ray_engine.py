@@ -261,7 +261,7 @@ class EmbedStage:
         if isinstance(model, Embedder) or hasattr(model, "embed"):
             self.embedder = model
         else:
-            from models.embedder import load_embedder
+            from models.loading import load_embedder
 
             self.embedder = load_embedder(model)
         self.settings = whole_run(settings)

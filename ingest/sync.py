@@ -366,7 +366,7 @@ class SyncService:
             import lancedb  # noqa: F401
 
             if self.embedder is None:
-                from models.embedder import load_embedder
+                from models.loading import load_embedder
 
                 self.embedder = load_embedder(self.settings.embedder)
         except Exception as exc:  # the run that needs them reports the error

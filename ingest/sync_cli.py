@@ -126,7 +126,7 @@ def reindex_command(
 ) -> None:
     """Build a complete new index (new embedder, chunking or parser settings) beside the live
     one, served only once promoted; rollback returns to the old one."""
-    from ingest.cli import _print_summary, progress_kind
+    from ingest.cli_output import print_summary, progress_kind
     from ingest.reindex import reindex
 
     overrides: dict[str, Any] = {
@@ -144,7 +144,7 @@ def reindex_command(
     if as_json:
         typer.echo(json.dumps(out))
     else:
-        _print_summary(out)
+        print_summary(out)
         info = out["reindex"]
         typer.echo(
             f"re-indexed into table set {info['tables']}: embedder {info['from']['embedder']}"

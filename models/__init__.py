@@ -12,7 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from models.embedder import Embedder, HashEmbedder, load_embedder
+    from models.embedder import Embedder, HashEmbedder
+    from models.loading import load_embedder
     from models.tokens import count_budget_tokens
 
 __all__ = ["Embedder", "HashEmbedder", "count_budget_tokens", "load_embedder"]
@@ -20,7 +21,7 @@ __all__ = ["Embedder", "HashEmbedder", "count_budget_tokens", "load_embedder"]
 _HOMES = {
     "Embedder": "models.embedder",
     "HashEmbedder": "models.embedder",
-    "load_embedder": "models.embedder",
+    "load_embedder": "models.loading",
     "count_budget_tokens": "models.tokens",
 }
 

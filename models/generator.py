@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from enclave.errors import PromptTooLongError, UsageError
 
 if TYPE_CHECKING:
-    from enclave.settings import GeneratorSettings
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -346,21 +346,3 @@ class FakeGenerator(Generator):
             yield StreamEvent(
                 delta=tail, finish_reason=finish, usage=Usage(prompt_tokens, produced)
             )
-
-
-def load_generator(settings: GeneratorSettings) -> Generator:
-    """The generator the settings name: 'bundled', 'fake' (tests) or a GGUF path."""
-    if settings.model == "fake":
-        return FakeGenerator(context_size=settings.n_ctx)
-    from models.llama_cpp import LlamaCppGenerator, resolve_generator_path
-
-    path = resolve_generator_path(settings.model)
-    return LlamaCppGenerator(
-        path,
-        n_ctx=settings.n_ctx,
-        n_threads=settings.n_threads,
-        n_gpu_layers=settings.n_gpu_layers,
-        n_batch=settings.n_batch,
-        seed=settings.seed,
-        weight_repack=settings.weight_repack,
-    )

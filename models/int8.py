@@ -22,6 +22,10 @@ is. It is written into a temporary folder and renamed into place when complete, 
 file, so concurrent first uses build it once and a killed build leaves nothing half-made.
 ``enclave models build-int8`` (run by ``make install`` and the Docker build) builds it ahead of
 the first ingest; otherwise the first load builds it and says so in the log.
+
+One module over 500 lines, on purpose: the int8 build is one recipe (export, fusions,
+quantisation, checks, the cache folder and its lock) whose steps share the recipe version and
+file names; split, each part would only be read with the others.
 """
 
 from __future__ import annotations

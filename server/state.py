@@ -87,7 +87,7 @@ class Embedders:
 
     def _load(self, name: str, build: dict[str, object]) -> None:
         from enclave.settings import EmbedderSettings
-        from models.embedder import load_embedder
+        from models.loading import load_embedder
         from models.variants import for_index
 
         own = self.settings.embedder
@@ -201,7 +201,7 @@ class AppState:
             if self._index is None:
                 self._index = LiveIndex(self._location, tuning=_tuning(self.settings))
             if self._embedder is None:
-                from models.embedder import load_embedder
+                from models.loading import load_embedder
                 from models.variants import for_index
 
                 # under variant "auto" the index's recorded variant: queries are embedded
@@ -210,7 +210,7 @@ class AppState:
                 bound = self._index.embedder_name
                 self._embedder = load_embedder(for_index(self.settings.embedder, bound))
             if self._generator is None:
-                from models.generator import load_generator
+                from models.loading import load_generator
 
                 self._generator = load_generator(self.settings.generator)
                 self._owned.append(self._generator)

@@ -62,7 +62,7 @@ def bundled_embedder() -> Any:
     """The real bundled all-MiniLM-L6-v2 in the default variant for a new index (int8 through
     ONNX Runtime), loaded once for the whole run."""
     from enclave.settings import EmbedderSettings
-    from models.embedder import load_embedder
+    from models.loading import load_embedder
 
     return load_embedder(EmbedderSettings())
 
@@ -72,7 +72,7 @@ def fp32_embedder() -> Any:
     """The real bundled all-MiniLM-L6-v2 in its fp32 variant (sentence-transformers), loaded
     once for the whole run."""
     from enclave.settings import EmbedderSettings
-    from models.embedder import load_embedder
+    from models.loading import load_embedder
 
     return load_embedder(EmbedderSettings(variant="fp32"))
 

@@ -24,6 +24,9 @@ on that part is protected too. An unkeyed record after a keyed one is a forgery.
 
 Appends are serialised by a thread lock and an advisory file lock (several processes may
 share one log), written with a single ``write`` on an ``O_APPEND`` descriptor and fsync'd.
+
+One module over 500 lines, on purpose: the record format, the HMAC chain, rotation and
+verification must agree byte for byte; kept together, a change to one is seen with the others.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def test_documents_folder_with_real_generator(
     documents_dataset: Path, data_dir: Path, bundled_embedder: Any
 ) -> None:
     from enclave.settings import GeneratorSettings
-    from models.generator import load_generator
+    from models.loading import load_generator
 
     settings = _settings(
         data_dir,

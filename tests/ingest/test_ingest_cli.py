@@ -29,7 +29,7 @@ CONTRACT = {
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, bundled_embedder: Any) -> typer.Typer:
     """The ingest commands, loading the session's bundled embedder instead of a new copy."""
-    monkeypatch.setattr("models.embedder.load_embedder", lambda _settings: bundled_embedder)
+    monkeypatch.setattr("models.loading.load_embedder", lambda _settings: bundled_embedder)
     app = typer.Typer()
     register(app)
     return app

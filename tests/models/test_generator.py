@@ -11,8 +11,9 @@ import pytest
 
 from enclave.errors import ConfigError, PromptTooLongError, UsageError
 from enclave.settings import GeneratorSettings
-from models.generator import FakeGenerator, Message, StreamEvent, load_generator
+from models.generator import FakeGenerator, Message, StreamEvent
 from models.llama_cpp import LlamaCppGenerator
+from models.loading import load_generator
 
 QUESTION: list[Message] = [
     {"role": "system", "content": "You are a concise assistant."},

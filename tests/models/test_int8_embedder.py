@@ -20,8 +20,9 @@ from enclave.settings import EmbedderSettings
 from ingest.changes import same_embedder
 from models import int8 as int8_module
 from models.bundled import bundled_embedder_path
-from models.embedder import SentenceTransformerEmbedder, load_embedder, model_source
+from models.embedder import SentenceTransformerEmbedder, model_source
 from models.int8 import CHECK_TEXTS, MIN_BUILD_COSINE, ensure_int8_model, load_int8_embedder
+from models.loading import load_embedder
 from models.onnx_embedder import MANIFEST_FILE, MODEL_FILE, OnnxEmbedder
 from models.variants import (
     INT8_SUFFIX,

@@ -31,7 +31,7 @@ GATE = """
 
 @pytest.fixture(scope="module")
 def bundled_generator() -> Iterator[Any]:
-    from models.generator import load_generator
+    from models.loading import load_generator
 
     gen = load_generator(GeneratorSettings(n_ctx=2048, n_threads=1))
     yield gen

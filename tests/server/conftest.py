@@ -117,7 +117,7 @@ def write_docs(folder: Path, docs: dict[str, str]) -> list[Path]:
 @pytest.fixture(scope="session")
 def real_generator() -> Any:
     """The bundled SmolLM2-135M GGUF, n_ctx 2048, one thread (steadier on a busy machine)."""
-    from models.generator import load_generator
+    from models.loading import load_generator
 
     gen = load_generator(GeneratorSettings(n_ctx=2048, n_threads=1))
     yield gen

@@ -49,7 +49,8 @@ WORDS = PROSE.split()
 
 def text_for(name: str, version: str) -> str:
     rng = random.Random(name)
-    return f"marker {name} {version} " + " ".join(rng.choice(WORDS) for _ in range(40)) + "\n"
+    words = " ".join(rng.choice(WORDS) for _ in range(40))
+    return f"Marker {name} {version} {words}.\n"  # a sentence: an answer can quote it
 
 
 SET_A = {f"a{i}.txt": "one" for i in range(8)}
@@ -116,6 +117,7 @@ def host_settings(
         embedder={"model": "hash"},
         security={"auth": False},
         retrieval={"top_k": 50, "candidates": 50, "min_similarity": 0.0},
+        answer={"top_k": 50},  # an answer lists every passage
         release=release,
         store=store,
     )

@@ -74,7 +74,7 @@ def start_server(
 
     from enclave.settings import GeneratorSettings, RetrievalSettings, SecuritySettings, Settings
     from ingest.pipeline import ingest_paths
-    from models.generator import load_generator
+    from models.loading import load_generator
     from server.app import create_app
     from store.db import Store
 

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import expect, sync_playwright
 
     from enclave.settings import EmbedderSettings
-    from models.embedder import load_embedder
+    from models.loading import load_embedder
     from tests.ui.live import CHROMIUM_ARGS, chromium_path, start_server
 
     with tempfile.TemporaryDirectory(prefix="enclave-") as tmp:
