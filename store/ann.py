@@ -55,6 +55,9 @@ scalar or vector index is built, automatic or background), and ``enclave index o
 refuses with a usage error: the build lock is a local file lock and the build would write
 index files the writers' cleanup on other hosts does not know about. Vector search on S3
 takes the exact path (vectors in memory) or, past :data:`EXACT_MAX_ROWS`, LanceDB's flat scan.
+
+One module over 500 lines, on purpose: the search paths and the lifecycle that decides which
+path a release gets (thresholds, builds, their publication as releases) are one contract.
 """
 
 from __future__ import annotations
