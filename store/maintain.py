@@ -30,15 +30,29 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from store.db import Store
     from store.registry import Registry
+
+
+class Store(Protocol):
+    """What upkeep needs of the writer's head (``store.db.Store``, which calls this module:
+    named here by its methods so that the two do not import each other)."""
+
+    tables: str | None
+
+    def chunks_table(self, *, create: bool = False) -> Any | None: ...
+    def existing_tables(self) -> list[Any]: ...
+    def head_versions(self) -> dict[str, int | None]: ...
+    def restore(self, versions: Mapping[str, int | None]) -> None: ...
+    def tag(self, name: str, versions: Mapping[str, int | None]) -> None: ...
+    def untag(self, name: str) -> None: ...
+
 
 PRUNE_FILE = "prune.json"
 HEAD_TAG = "prune-head"
@@ -131,8 +145,6 @@ def refresh_fts(table: Any, rebuild_share: float = FTS_REBUILD_SHARE) -> bool:
 def prune(store: Store, registry: Registry) -> None:
     """Remove every version older than the oldest tagged one, compacting nothing (module
     docstring)."""
-    from store.db import prune_age
-
     head = store.head_versions()
     store.tag(HEAD_TAG, head)
     marker = {"head": head, "tables": store.tables}
@@ -141,7 +153,7 @@ def prune(store: Store, registry: Registry) -> None:
         table.delete("true")  # whole fragments leave the latest version: nothing to compact
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            for margin in (timedelta(milliseconds=20), timedelta(seconds=2)):
+            for margin in (PRUNE_MARGIN, timedelta(seconds=2)):
                 try:
                     table.optimize(
                         cleanup_older_than=prune_age(table, margin), delete_unverified=True
@@ -179,3 +191,24 @@ def compact(store: Store, registry: Registry) -> dict[str, int]:
     chunks = store.chunks_table()
     rebuilt = int(chunks is not None and refresh_fts(chunks))
     return {"fragments_rewritten": rewritten, "fts_rebuilt": rebuilt}
+
+
+#: versions this close before the oldest tagged one are left alone by a cleanup (LanceDB takes
+#: its own clock when it applies the age; a cut-off past a tagged version is an error, and the
+#: cleanup is tried again with a wider margin)
+PRUNE_MARGIN = timedelta(milliseconds=20)
+
+
+def prune_age(table: Any, margin: timedelta = PRUNE_MARGIN) -> timedelta:
+    """How old a version must be for a cleanup to remove it: older than the oldest tagged
+    version, less ``margin``; without tags, every version but the latest."""
+    tagged = {int(info["version"]) for info in table.tags.list().values()}
+    if not tagged:
+        return timedelta(milliseconds=1)
+    stamps: list[datetime] = [
+        v["timestamp"] for v in table.list_versions() if int(v["version"]) in tagged
+    ]
+    if not stamps:
+        return timedelta(milliseconds=1)
+    age: timedelta = datetime.now() - min(stamps) + margin
+    return max(age, timedelta(milliseconds=1))
