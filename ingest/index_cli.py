@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Build the vector index when due (past vector_index.ann_min_rows, or too many rows added
         since the last build) and publish it as a release; queries and writers go on."""
-        from store.ann import optimize
+        from store.index_build import optimize
 
         try:
             data = optimize(build_settings(config, data_dir), force=full)

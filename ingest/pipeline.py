@@ -366,7 +366,7 @@ def ingest_paths(
             if loaded is not None and embedder is None and run.lazy.loaded:
                 loaded(run.lazy.get())
     if summary.index.get("vector_due") and settings.vector_index.background:
-        from store.ann import start_background_build
+        from store.index_build import start_background_build
         from store.sets import active_tables
 
         if run.store.tables != active_tables(settings.index):

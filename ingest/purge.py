@@ -82,7 +82,7 @@ def _vector_index_due(settings: Settings, store: Any) -> bool:
 
 def _rebuild(settings: Settings) -> dict[str, Any]:
     """The vector index again after a purge: in the background, or now (vector_index.background)."""
-    from store.ann import optimize, start_background_build
+    from store.index_build import optimize, start_background_build
 
     if settings.vector_index.background:
         return {"background_build_pid": start_background_build(settings)}

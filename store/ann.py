@@ -21,7 +21,7 @@ and how vector search picks its path.
   rollback target, a release a purge rewrote) is searched in memory too up to
   :data:`EXACT_MAX_ROWS` chunks, past that by LanceDB's flat scan: slower, exact.
 
-**Lifecycle** (:func:`upkeep` inside an ingest run, :func:`optimize` for
+**Lifecycle** (:func:`upkeep` inside an ingest run; store/index_build.py for
 ``enclave index optimize`` and the background build an ingest run starts):
 
 * scalar indexes (BTREE on ``doc_id`` and ``source``, LABEL_LIST on ``groups``) are built
@@ -34,20 +34,21 @@ and how vector search picks its path.
   avoids: see store/maintain.py). With ``vector_index.background`` (the default) the build
   runs after the ingest run in its own process and never holds the writer lock while it
   builds: it builds on the head, then takes the lock for a moment to publish
-  (:func:`optimize`).
+  (:func:`store.index_build.optimize`).
 
 Index builds and releases: a build is a new version of the chunks table, and a release is
 pinned to its versions, so an index only reaches readers through a release. When the head
 held exactly the live release's rows while the index was built (nothing written meanwhile),
-:func:`optimize` records a new release (same rows, same documents version, now indexed) and
-promotes it under ``release.auto_promote``: the server switches to it like to any release.
-When the head held a pending candidate, the candidate is moved to the indexed version. When
-the head changed meanwhile, the index stays in the head and the next candidate carries it.
+the build (store/index_build.py) records a new release (same rows, same documents version,
+now indexed) and promotes it under ``release.auto_promote``: the server switches to it like
+to any release. When the head held a pending candidate, the candidate is moved to the
+indexed version. When the head changed meanwhile, the index stays in the head and the next
+candidate carries it.
 Rolling back to a release without the index serves it by the flat or exact paths above.
 
 **Table sets** (store/sets.py): the indexes live in the tables they index. A writer keeps the
-indexes of the set it writes to; :func:`optimize` builds on the head of the live release's
-set and publishes a release of that set. A set built by ``enclave reindex`` gets its scalar
+indexes of the set it writes to; a build works on the head of the live release's set and
+publishes a release of that set. A set built by ``enclave reindex`` gets its scalar
 indexes during the run and its vector index from ``enclave index optimize`` once it is live.
 
 **An index on object storage** (``store.uri = "s3://..."``): no index upkeep runs there (no
@@ -56,8 +57,8 @@ refuses with a usage error: the build lock is a local file lock and the build wo
 index files the writers' cleanup on other hosts does not know about. Vector search on S3
 takes the exact path (vectors in memory) or, past :data:`EXACT_MAX_ROWS`, LanceDB's flat scan.
 
-One module over 500 lines, on purpose: the search paths and the lifecycle that decides which
-path a release gets (thresholds, builds, their publication as releases) are one contract.
+The builds' orchestration (the writer lock, publishing a release, the background process)
+is store/index_build.py, which imports the rest of store/; this module imports none of it.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ from store.registry import REGISTRY_DIR
 from store.schema import HIT_COLUMNS
 
 if TYPE_CHECKING:
-    from enclave.settings import Settings, VectorIndexSettings
+    from enclave.settings import VectorIndexSettings
     from store.location import IndexLocation
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,8 @@ def forget_indexed_values(
 def upkeep(table: Any, tuning: AnnTuning) -> dict[str, Any]:
     """The index upkeep inside an ingest run (holding the writer lock, before the candidate is
     recorded): scalar indexes always; the vector index too unless ``tuning.background``
-    (then :func:`vector_index_due` tells the run to start :func:`optimize` after it)."""
+    (then :func:`vector_index_due` tells the run to start a build after it:
+    store/index_build.py)."""
     out: dict[str, Any] = {"scalar_built": refresh_scalar_indexes(table, tuning.retrain_share)}
     due = vector_index_due(table, tuning)
     out["vector_due"] = due
@@ -328,143 +330,6 @@ def require_local_index(location: IndexLocation, what: str) -> None:
             "Enclave builds the vector and filter indexes on a local index only. Vector "
             "search there is exact (in memory) or a flat scan (docs/architecture.md)."
         )
-
-
-def _with_writer_lock(lance_dir: IndexLocation, what: str, wait_s: float) -> Any:
-    """The writer lock, waiting up to ``wait_s`` for another writer to finish."""
-    from store.lock import WriterBusyError, WriterLock
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        lock = WriterLock(lance_dir, what)
-        try:
-            lock.acquire()
-            return lock
-        except WriterBusyError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.5)
-
-
-def optimize(
-    settings: Settings, *, force: bool = False, lock_wait_s: float = 600.0
-) -> dict[str, Any]:
-    """``enclave index optimize``: build the vector index on the head when due (``force``:
-    whatever the counts say), holding the writer lock only to look and to publish, never
-    while it builds; then publish it through a release of the live release's table set
-    (module docstring). UsageError on an index on object storage."""
-    from store.db import CHUNKS, Store
-    from store.maintain import recover
-    from store.purge import pending_purge
-    from store.registry import CANDIDATE, HeadState
-    from store.releases import Releases
-    from store.sets import active_tables
-
-    lance_dir = settings.index
-    require_local_index(lance_dir, "enclave index optimize")
-    tuning = AnnTuning.from_settings(settings.vector_index)
-    build_lock = BuildLock(lance_dir)
-    if not build_lock.try_acquire():
-        return {"built": False, "reason": "another index build is running"}
-    try:
-        lock = _with_writer_lock(lance_dir, "enclave index optimize (looking)", lock_wait_s)
-        try:
-            tables = active_tables(lance_dir)
-            store = Store(lance_dir, tables=tables)
-            rels = Releases(store)
-            recover(store, rels.registry)
-            table = store.chunks_table()
-            head0 = rels.registry.head(tables)
-            due = None if table is None else vector_index_due(table, tuning)
-            if table is None or (due is None and not force):
-                return {"built": False, "reason": "not due", "due": due}
-            if head0.dirty or pending_purge(rels.registry, tables):
-                return {"built": False, "reason": "an unfinished ingest run or purge"}
-            before = int(table.version)
-        finally:
-            lock.release()
-        # the build itself: no writer lock (writers may run; LanceDB merges the commits)
-        try:
-            seconds = build_vector_index(table, tuning)
-        except Exception as exc:  # a writer restored the head meanwhile (a commit conflict)
-            log.warning("vector index build failed: %s", exc)
-            return {"built": False, "reason": f"build failed, retried next time: {exc}"}
-        out: dict[str, Any] = {"built": True, "reason": due or "forced", "build_s": seconds}
-        lock = _with_writer_lock(lance_dir, "enclave index optimize (publishing)", lock_wait_s)
-        try:
-            store = Store(lance_dir, tables=tables)
-            rels = Releases(store)
-            head1 = rels.registry.head(tables)
-            versions = store.head_versions()
-            same = head1 == head0 and not head1.dirty and versions.get(CHUNKS) == before + 1
-            out["published"] = None
-            if not same or head0.release is None:
-                out["note"] = "the head changed meanwhile: the next release carries the index"
-                return out
-            rec = rels.registry.find(head0.release)
-            live = rels.registry.live()
-            if rec is None or rec.tables != tables:
-                return out
-            if live is not None and rec.id == live.release:
-                new = rels.record_index_release(rec, versions)
-                if settings.release.auto_promote:
-                    rels.promote(new, by="enclave index optimize", keep=settings.release.keep)
-                out["published"] = new.id
-                out["live"] = settings.release.auto_promote
-            elif rec.state == CANDIDATE and not rec.held:
-                rels.move_candidate(rec, versions)
-                rels.registry.set_head(HeadState(release=rec.id), tables)
-                out["published"] = rec.id
-                out["live"] = False
-            return out
-        finally:
-            lock.release()
-    finally:
-        build_lock.release()
-
-
-def start_background_build(settings: Settings) -> int | None:
-    """Start ``enclave index optimize`` in its own process (niced, detached, its output in
-    ``_enclave/index-build.log``); returns its pid, None when a build already runs or the
-    index is on object storage (no builds there: module docstring)."""
-    import subprocess
-    import sys
-
-    if settings.index.is_remote or BuildLock.held(settings.index):
-        return None
-    env = dict(os.environ)
-    for key, value in settings.vector_index.model_dump().items():
-        name = f"ENCLAVE_VECTOR_INDEX__{key.upper()}"
-        if value is None:
-            env.pop(name, None)
-        else:
-            env[name] = str(value).lower() if isinstance(value, bool) else str(value)
-    env["ENCLAVE_RELEASE__AUTO_PROMOTE"] = str(settings.release.auto_promote).lower()
-    env["ENCLAVE_RELEASE__KEEP"] = str(settings.release.keep)
-    if settings.store.uri:  # a local index outside data_dir
-        env["ENCLAVE_STORE__URI"] = settings.store.uri
-    log_path = settings.index.local_root / REGISTRY_DIR / "index-build.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "enclave.cli",
-                "index",
-                "optimize",
-                "--data-dir",
-                str(settings.data_dir),
-                "--json",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=lambda: os.nice(10),
-        )
-    return int(proc.pid)
 
 
 # ----------------------------------------------------------------------------- search

@@ -28,7 +28,7 @@ import json
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,11 +59,6 @@ DOCUMENTS = "documents"
 CHUNKS = "chunks"
 TABLES = (DOCUMENTS, CHUNKS)
 INDEX_FORMAT = 1
-#: versions this close before the oldest tagged one are left alone by a cleanup (LanceDB takes
-#: its own clock when it applies the age; a cut-off past a tagged version is an error, and the
-#: cleanup is tried again with a wider margin)
-PRUNE_MARGIN = timedelta(milliseconds=20)
-
 #: a release's versions: {"documents": N, "chunks": M}; chunks is None before any chunk
 Versions = Mapping[str, int | None]
 
@@ -427,21 +422,6 @@ class Store(TableReader):
         if chunks is not None and versions.get(CHUNKS) is not None:
             out.append((chunks, int(versions[CHUNKS] or 0)))
         return out
-
-
-def prune_age(table: Any, margin: timedelta = PRUNE_MARGIN) -> timedelta:
-    """How old a version must be for a cleanup to remove it: older than the oldest tagged
-    version, less ``margin``; without tags, every version but the latest."""
-    tagged = {int(info["version"]) for info in table.tags.list().values()}
-    if not tagged:
-        return timedelta(milliseconds=1)
-    stamps: list[datetime] = [
-        v["timestamp"] for v in table.list_versions() if int(v["version"]) in tagged
-    ]
-    if not stamps:
-        return timedelta(milliseconds=1)
-    age: timedelta = datetime.now() - min(stamps) + margin
-    return max(age, timedelta(milliseconds=1))
 
 
 __all__ = ["CHUNKS", "DOCUMENTS", "STATUS_OK", "TABLES", "Store", "Versions"]

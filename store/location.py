@@ -3,7 +3,7 @@ store prefix (``s3://bucket/prefix``).
 
 An :class:`IndexLocation` is what every store class is given. It opens LanceDB connections
 with the right storage options, hands out the whole-file storage the registry, the index's
-``enclave-index.json`` and the writer lock use (:class:`store.registry.LocalFiles` on disk,
+``enclave-index.json`` and the writer lock use (:class:`store.files.LocalFiles` on disk,
 :class:`S3Files` on S3), and names the *local side* folder: files that stay on the host that
 writes them (the gate's reports). For a local index that folder is the index folder itself.
 
@@ -139,7 +139,7 @@ class IndexLocation:
 
     def files(self, folder: str = "") -> Any:
         """Whole-file storage under ``folder`` of the index (a ``RegistryFiles``)."""
-        from store.registry import LocalFiles
+        from store.files import LocalFiles
 
         if not self.is_remote:
             return LocalFiles(self.local_path / folder if folder else self.local_path)

@@ -34,16 +34,34 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
     from store.ann import AnnTuning
-    from store.db import Store
+    from store.location import IndexLocation
     from store.registry import Registry
+
+
+class Store(Protocol):
+    """What upkeep needs of the writer's head (``store.db.Store``, which calls this module:
+    named here by its methods so that the two do not import each other)."""
+
+    tables: str | None
+    root: IndexLocation
+    location: IndexLocation
+
+    def chunks_table(self, *, create: bool = False) -> Any | None: ...
+    def documents_table(self) -> Any: ...
+    def existing_tables(self) -> list[Any]: ...
+    def head_versions(self) -> dict[str, int | None]: ...
+    def restore(self, versions: Mapping[str, int | None]) -> None: ...
+    def tag(self, name: str, versions: Mapping[str, int | None]) -> None: ...
+    def untag(self, name: str) -> None: ...
+
 
 PRUNE_FILE = "prune.json"
 HEAD_TAG = "prune-head"
@@ -137,7 +155,6 @@ def prune(store: Store, registry: Registry) -> None:
     """Remove every version older than the oldest tagged one, compacting nothing (module
     docstring)."""
     from store.ann import BuildLock
-    from store.db import prune_age
 
     if BuildLock.held(store.root):
         return  # a vector index build writes files no version names yet: clean up next time
@@ -149,7 +166,7 @@ def prune(store: Store, registry: Registry) -> None:
         table.delete("true")  # whole fragments leave the latest version: nothing to compact
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            for margin in (timedelta(milliseconds=20), timedelta(seconds=2)):
+            for margin in (PRUNE_MARGIN, timedelta(seconds=2)):
                 try:
                     table.optimize(
                         cleanup_older_than=prune_age(table, margin), delete_unverified=True
@@ -197,3 +214,24 @@ def compact(store: Store, registry: Registry, tuning: AnnTuning | None = None) -
         out.update(upkeep(chunks, tuning))
     refresh_scalar_indexes(store.documents_table(), tuning.retrain_share, DOCUMENT_INDEXES)
     return out
+
+
+#: versions this close before the oldest tagged one are left alone by a cleanup (LanceDB takes
+#: its own clock when it applies the age; a cut-off past a tagged version is an error, and the
+#: cleanup is tried again with a wider margin)
+PRUNE_MARGIN = timedelta(milliseconds=20)
+
+
+def prune_age(table: Any, margin: timedelta = PRUNE_MARGIN) -> timedelta:
+    """How old a version must be for a cleanup to remove it: older than the oldest tagged
+    version, less ``margin``; without tags, every version but the latest."""
+    tagged = {int(info["version"]) for info in table.tags.list().values()}
+    if not tagged:
+        return timedelta(milliseconds=1)
+    stamps: list[datetime] = [
+        v["timestamp"] for v in table.list_versions() if int(v["version"]) in tagged
+    ]
+    if not stamps:
+        return timedelta(milliseconds=1)
+    age: timedelta = datetime.now() - min(stamps) + margin
+    return max(age, timedelta(milliseconds=1))

@@ -25,17 +25,15 @@ record's state.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from enclave.errors import NotFoundError, UsageError
+from store.files import RegistryFiles
 
 if TYPE_CHECKING:
     from store.location import IndexLocation
@@ -68,83 +66,6 @@ def release_number(rid: str) -> int:
     if not m:
         raise UsageError(f"not a release id: {rid[:40]!r} (expected r-000012)")
     return int(m.group(1))
-
-
-class RegistryFiles(Protocol):
-    """Whole-file storage of the registry (names are '/'-separated, relative)."""
-
-    def read(self, name: str) -> bytes | None: ...
-    def write(self, name: str, data: bytes) -> None: ...
-    def delete(self, name: str) -> None: ...
-    def list(self, folder: str) -> list[str]: ...
-    def stamp(self, name: str) -> tuple[int, int, int] | None: ...
-    def local_dir(self, name: str, *, create: bool = True) -> Path: ...
-
-
-class LocalFiles:
-    """The registry in a local folder, each write atomic and durable."""
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
-
-    def read(self, name: str) -> bytes | None:
-        try:
-            return (self.root / name).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def write(self, name: str, data: bytes) -> None:
-        path = self.root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(path.parent)
-
-    def delete(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / name).unlink()
-
-    def list(self, folder: str) -> list[str]:
-        try:
-            return sorted(p.name for p in (self.root / folder).iterdir() if p.is_file())
-        except FileNotFoundError:
-            return []
-
-    def stamp(self, name: str) -> tuple[int, int, int] | None:
-        """(inode, size, mtime_ns): changes whenever the file is replaced."""
-        try:
-            st = os.stat(self.root / name)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-    def local_dir(self, name: str, *, create: bool = True) -> Path:
-        """A local folder for files written by other code (the gate's reports)."""
-        path = self.root / name
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
-        return path
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass

@@ -18,6 +18,10 @@ machine that stalls); then, without streaming, the generation is cancelled and t
 504 ``generation_timeout``. While streaming (the 200 status already sent), it cancels the
 generation and ends the stream normally with ``finish_reason`` ``"timeout"``: a stream that
 started is never turned into an error.
+
+One module over 500 lines, on purpose: admission, the two response shapes (whole and
+streamed) and cancellation share one lifecycle of a request; split, each half would be read
+only with the other.
 """
 
 from __future__ import annotations

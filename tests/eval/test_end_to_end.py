@@ -44,8 +44,9 @@ def _cli() -> typer.Typer:
 def use_bundled(monkeypatch: pytest.MonkeyPatch, bundled_embedder: Any) -> None:
     """CLI runs get the session's (real, bundled) embedder instead of loading it again."""
     import models.embedder
+    import models.loading
 
-    monkeypatch.setattr(models.embedder, "load_embedder", lambda _settings: bundled_embedder)
+    monkeypatch.setattr(models.loading, "load_embedder", lambda _settings: bundled_embedder)
 
 
 def test_jsonl_in_process_with_fake_answers(

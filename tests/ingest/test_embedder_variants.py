@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import models.embedder
+import models.loading
 from enclave.errors import EmbedderMismatchError
 from enclave.settings import EmbedderSettings, Settings, load_settings
 from ingest.pipeline import ingest_paths
@@ -43,7 +44,7 @@ def test_int8_on_an_fp32_index_is_refused(
     data, docs = fp32_index
     (docs / "new.txt").write_text("a new document about the harbor lantern", "utf-8")
     loads: list[EmbedderSettings] = []
-    monkeypatch.setattr(models.embedder, "load_embedder", lambda s: loads.append(s))
+    monkeypatch.setattr(models.loading, "load_embedder", lambda s: loads.append(s))
     # refused before anything is loaded or parsed
     with pytest.raises(EmbedderMismatchError) as refused:
         ingest_paths(_settings(data, "int8"), [docs])
@@ -81,7 +82,7 @@ def test_auto_follows_the_index(
         loads.append(settings)
         return fp32_embedder
 
-    monkeypatch.setattr(models.embedder, "load_embedder", load)
+    monkeypatch.setattr(models.loading, "load_embedder", load)
     # nothing changed: decided without loading an embedder
     assert ingest_paths(_settings(data), [docs]).unchanged == 2
     assert loads == []

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import models.embedder
+import models.loading
 from enclave.security.services import SecurityServices
 from enclave.settings import EmbedderSettings, Settings, load_settings
 from ingest.pipeline import ingest_paths
@@ -64,7 +65,7 @@ def test_auto_follows_the_index(
         loads.append(settings)
         return fp32_embedder
 
-    monkeypatch.setattr(models.embedder, "load_embedder", load)
+    monkeypatch.setattr(models.loading, "load_embedder", load)
     state = _start(_settings(fp32_data, "auto"))
     try:
         assert state.error is None and state.ready

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from enclave.settings import Settings
-from store.ann import VECTOR_INDEX, AnnTuning, build_vector_index, index_named, optimize
+from store.ann import VECTOR_INDEX, AnnTuning, build_vector_index, index_named
 from store.db import Store
+from store.index_build import optimize
 from store.live import LiveIndex
 from store.records import ChunkRecord, DocumentRecord, SearchFilters, doc_id_for_path
 from store.releases import Releases
@@ -173,7 +174,7 @@ def test_no_index_builds_on_object_storage(tmp_path: Path, monkeypatch: pytest.M
     """On an s3:// index ``enclave index optimize`` refuses before touching the store, and an
     ingest run or purge starts no background build."""
     from enclave.errors import UsageError
-    from store.ann import start_background_build
+    from store.index_build import start_background_build
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

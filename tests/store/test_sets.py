@@ -50,6 +50,7 @@ def test_server_loads_the_variant_the_set_records(
     """A set recorded under ``auto`` (or any variant setting) is loaded in the variant its
     embedder name records: the questions and the vectors share a variant."""
     import models.embedder
+    import models.loading
     from server.state import Embedders
 
     name = "all-MiniLM-L6-v2@abc" + INT8_SUFFIX
@@ -61,7 +62,7 @@ def test_server_loads_the_variant_the_set_records(
         emb.name = name
         return emb
 
-    monkeypatch.setattr(models.embedder, "load_embedder", fake_load)
+    monkeypatch.setattr(models.loading, "load_embedder", fake_load)
     settings = Settings(data_dir=tmp_path, embedder={"model": "hash", "device": "cpu"})
     embedders = Embedders(settings)
     view = _View(name, {"model": "bundled", "variant": "auto", "batch_size": 8})
@@ -74,6 +75,7 @@ def test_reindex_keeps_the_live_variant_of_the_same_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import models.embedder
+    import models.loading
     from ingest.reindex import _keep_variant
 
     monkeypatch.setattr(
