@@ -144,6 +144,7 @@ def write_index(root: Path, chunks: int) -> tuple[np.ndarray, list[str], list[st
             "ingested_at": [""] * len(ids),
             "embedder": ["random-384"] * len(ids),
             "groups": groups,
+            "quality": [None] * len(ids),
         }
         docs_table.add(pa.table(docs, schema=documents_schema()))
     store.compact()  # full-text and scalar indexes (the vector index is left to optimize)
