@@ -131,7 +131,8 @@ def _luhn_complete(prefix: str) -> str:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    body=st.text(alphabet=st.sampled_from("abcdefghij klmnop,;"), max_size=60),
+    # no "c" or "p": the text around a bare number must not spell a card word ("cc", "pan")
+    body=st.text(alphabet=st.sampled_from("abdefghij klmno,;"), max_size=60),
     seed=st.integers(0, 10_000),
     sep=st.sampled_from(["", " ", "-"]),
 )
