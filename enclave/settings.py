@@ -357,7 +357,7 @@ class VectorIndexSettings(_Section):
         default=None,
         ge=1,
         description="candidates re-ranked with the full vectors, as a multiple of k (the "
-        "index's vectors are quantized); unset: 3 for ivf_hnsw_sq, 50 for ivf_pq",
+        "index's vectors are quantized); unset: 2 for ivf_hnsw_sq, 50 for ivf_pq",
     )
     retrain_share: float = Field(
         default=0.1,

@@ -16,7 +16,9 @@ mixes two releases:
    names: ``rag/question.py``), which a whole question's words drown; and for a follow-up,
    vector and full-text searches on the new turn alone, so a turn that changes the subject
    still finds it. The full-text searches run on other threads while the query is embedded
-   and the vector searches run;
+   and the vector searches run; a search that repeats an earlier one (a question made only
+   of distinctive terms asks the full-text index the same words twice) runs once and its
+   list stands for both (:func:`repeated_searches`: the fusion is unchanged);
 3. :func:`fuse` merges the lists by reciprocal rank (``rrf_k``) and collapses true duplicates
    only (the same text after normalisation: Unicode NFKC, case folded, white space collapsed;
    a passage whose numbers, codes or names differ is never dropped), keeping ``top_k``; hits
@@ -141,6 +143,24 @@ def search_plan(conv: Conversation) -> list[Search]:
         turn = conv.question[:QUERY_CHARS]
         plan += [Search("turn_vector", "vector", turn), Search("turn_text", "text", turn)]
     return plan
+
+
+def repeated_searches(plan: Sequence[Search]) -> dict[int, int]:
+    """The searches of ``plan`` that repeat an earlier one (the same kind and the same query
+    as the store sees it: a question made only of distinctive terms asks the full-text index
+    the same thing twice), each with the index of the first: it is run once and its list
+    used for both, so the fusion is unchanged."""
+    from store.reader import fts_query
+
+    first: dict[tuple[str, str], int] = {}
+    out: dict[int, int] = {}
+    for i, s in enumerate(plan):
+        key = (s.kind, fts_query(s.text) if s.kind == "text" else s.text)
+        if key in first:
+            out[i] = first[key]
+        else:
+            first[key] = i
+    return out
 
 
 def duplicate_key(text: str) -> str:
@@ -341,19 +361,24 @@ class Retriever:
         # the full-text searches overlap the embedding and the vector searches (LanceDB
         # releases the GIL): the slower side sets the pace
         pool = _search_pool()
+        repeats = repeated_searches(plan)  # run once, their list used again
         pending = {
             i: pool.submit(reader.text_search, s.text, n, filters)
             for i, s in enumerate(plan)
-            if s.kind != "vector"
+            if s.kind != "vector" and i not in repeats
         }
         model = self.embedder_for(reader)
         vectors = {s.text: self.embed_query(s.text, model) for s in plan if s.kind == "vector"}
         lists = [
-            reader.vector_search(vectors[s.text], n, filters) if s.kind == "vector" else []
-            for s in plan
+            reader.vector_search(vectors[s.text], n, filters)
+            if s.kind == "vector" and i not in repeats
+            else []
+            for i, s in enumerate(plan)
         ]
         for i, future in pending.items():
             lists[i] = future.result()
+        for i, j in repeats.items():
+            lists[i] = list(lists[j])
         result = rank(list(vectors.values()), plan, lists, self.settings, top_k=k)
         result.query = conv.query
         result.embedder = model
@@ -400,8 +425,11 @@ class Retriever:
         def one(i: int) -> Retrieval:
             started = time.perf_counter()
             lists: list[list[Candidate]] = []
-            for s in plans[i]:
-                if s.kind == "text":
+            repeats = repeated_searches(plans[i])
+            for at, s in enumerate(plans[i]):
+                if at in repeats:
+                    lists.append(list(lists[repeats[at]]))
+                elif s.kind == "text":
                     lists.append(reader.text_search(s.text, n, filters))
                 elif dense is not None:
                     lists.append(dense[row[s.text]])

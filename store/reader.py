@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from store.ann import DEFAULT_TUNING, AnnTuning, VectorSearch
+from store.ann import DEFAULT_TUNING, AnnTuning, VectorSearch, run_query
 from store.exact import ExactVectorIndex
 from store.records import Candidate, DocumentRecord, SearchFilters
 from store.schema import HEX_ID, HIT_COLUMNS, build_filter, sql_str
@@ -101,7 +101,10 @@ class TableReader:
         if table is None or not ids:
             return {}
         pred = "doc_id IN (" + ", ".join(sql_str(d) for d in ids) + ")"
-        rows = table.search().where(pred).limit(None).to_arrow().to_pylist()
+        data = run_query(table, lambda t: t.query().where(pred))  # a request's hits: one hop
+        if data is None:
+            data = table.search().where(pred).limit(None).to_arrow()
+        rows = data.to_pylist()
         return {r["doc_id"]: DocumentRecord.from_row(r) for r in rows}
 
     # --------------------------------------------------------------------- chunks
@@ -201,15 +204,23 @@ class TableReader:
         query = fts_query(text)
         if table is None or not query:
             return []
-        try:
-            q = table.search(query, query_type="fts", fts_columns="text")
-        except Exception:
-            return []  # no full-text index yet: vector search alone answers
         where = build_filter(filters)
-        if where:
-            q = q.where(where, prefilter=True)
-        try:
-            rows = q.select([*HIT_COLUMNS, "_score"]).limit(limit).to_arrow().to_pylist()
+        columns = [*HIT_COLUMNS, "_score"]
+
+        def build(t: Any) -> Any:
+            q = t.query().nearest_to_text(query, columns=["text"])
+            if where:
+                q = q.where(where)  # a prefilter (the async API's default)
+            return q.select(columns).limit(limit)
+
+        try:  # no full-text index yet: vector search alone answers
+            data = run_query(table, build)  # built and run in one hop
+            if data is None:
+                q = table.search(query, query_type="fts", fts_columns="text")
+                if where:
+                    q = q.where(where, prefilter=True)
+                data = q.select(columns).limit(limit).to_arrow()
+            rows = data.to_pylist()
         except Exception:
             return []
         return [

@@ -11,7 +11,7 @@ import pytest
 
 from enclave.settings import SecuritySettings, Settings
 from models.generator import FakeGenerator
-from rag.retrieval import duplicate_key, fuse
+from rag.retrieval import Search, duplicate_key, fuse, repeated_searches
 from store.records import Candidate
 from tests.server.conftest import live_server, write_docs
 
@@ -40,6 +40,17 @@ def test_fuse_ranks_by_reciprocal_rank_and_collapses_only_copies() -> None:
     assert hits[0].score == pytest.approx(1 / 61 + 1 / 62, abs=1e-6)
     every = fuse(dense, sparse, top_k=5, collapse_duplicates=False)
     assert [h.chunk_id for h in every] == ["a", "c", "b", "e"]
+
+
+def test_a_repeated_search_runs_once() -> None:
+    plan = [
+        Search("vector", "vector", "ERR_42 in pg_hba.conf?"),
+        Search("text", "text", "ERR_42 in pg_hba.conf?"),
+        Search("terms", "text", "ERR_42 in pg_hba conf"),  # the same words for the index
+        Search("turn_vector", "vector", "pg_hba.conf"),
+        Search("turn_text", "text", "pg_hba.conf"),
+    ]
+    assert repeated_searches(plan) == {2: 1}
 
 
 def test_duplicate_key_normalises_case_space_and_unicode_forms() -> None:

@@ -100,6 +100,47 @@ def test_sparse_group_gets_its_full_top_k_through_the_ann_prefilter(indexed) -> 
     assert {c.chunk_id for c in got} == {c.chunk_id for c in found}
 
 
+def test_small_filtered_set_ranked_exactly_from_memory(indexed, monkeypatch) -> None:
+    """A prefilter matching few rows is ranked exactly over its vectors, read once and kept
+    (same answer and similarities as LanceDB's flat scan); the kept sets stay bounded."""
+    import store.ann as ann
+
+    store, _, _, _, rng = indexed
+    tuning = AnnTuning(ann_min_rows=300, filtered_exact_rows=1000)
+    reader = LiveIndex(store.path, check_s=0, tuning=tuning).reader()
+    searcher = reader.vector_searcher()
+    assert searcher is not None and searcher.path == "ann"
+    where = "array_has_any(groups, make_array('rare'))"
+    for _ in range(5):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        got = reader.vector_search(q, 15, SearchFilters(groups=["rare"]))
+        flat = searcher._lance(q, 15, where, ann=False)
+        assert [c.chunk_id for c in got] == [c.chunk_id for c in flat]
+        assert [c.text for c in got] == [c.text for c in flat]
+        assert np.allclose([c.similarity for c in got], [c.similarity for c in flat], atol=1e-5)
+    key = f"({where})"  # build_filter's
+    assert list(searcher._subsets) == [key] and searcher._counts[key] == 20
+    reads = []
+    monkeypatch.setattr(searcher.table, "search", lambda *a, **k: reads.append(a) or 1 / 0)
+    reader.vector_search(q, 15, SearchFilters(groups=["rare"]))  # no read of the vectors
+    assert reads == []
+    monkeypatch.undo()
+    monkeypatch.setattr(ann, "SUBSET_CACHE_ROWS", 25)
+    for prefix in ("/corp/doc0000", "/corp/doc0001"):  # 100 rows each: read, not kept
+        assert len(reader.vector_search(q, 5, SearchFilters(path_prefix=prefix))) == 5
+    assert list(searcher._subsets) == [key] and searcher._subset_rows == 20
+
+
+def test_ann_search_deeper_than_ef_over_refine(indexed) -> None:
+    """LanceDB refuses an ef below refine x k: a deep candidate list raises ef to it."""
+    store, _, _, vectors, _ = indexed
+    tuning = AnnTuning(ann_min_rows=300, ef=20, refine_factor=3)
+    reader = LiveIndex(store.path, check_s=0, tuning=tuning).reader()
+    chunk_id, vector = next(iter(vectors.items()))
+    found = reader.vector_search(vector, 60)
+    assert len(found) == 60 and found[0].chunk_id == chunk_id
+
+
 def test_readers_answer_while_an_index_builds(indexed, tmp_path: Path) -> None:
     store, _, rec, vectors, _ = indexed
     live = LiveIndex(store.path, check_s=0, tuning=TUNING)
