@@ -186,7 +186,7 @@ class TableReader:
         table = self._chunks()
         if table is None:
             return None
-        key = (id(table), int(table.version))
+        key = (id(table), self._chunks_version(table))
         searcher = self._search
         if searcher is not None and self._search_key == key:
             return searcher
@@ -195,6 +195,11 @@ class TableReader:
                 self._search = VectorSearch(table, self.tuning)
                 self._search_key = key
             return self._search
+
+    def _chunks_version(self, table: Any) -> int:
+        """The version of the chunks table this reader reads now (a call to LanceDB's event
+        loop; a pinned view knows it without one)."""
+        return int(table.version)
 
     def text_search(
         self, text: str, limit: int, filters: SearchFilters | None = None

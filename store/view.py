@@ -57,6 +57,10 @@ class IndexView(TableReader):
     def _chunks(self) -> Any | None:
         return self._chunks_table
 
+    def _chunks_version(self, table: Any) -> int:
+        pinned = self.versions[CHUNKS]  # opened at it: it never changes
+        return int(table.version) if pinned is None else int(pinned)
+
     @property
     def dimension(self) -> int | None:
         return int(self._dimension) if self._dimension else None

@@ -125,10 +125,10 @@ def test_small_filtered_set_ranked_exactly_from_memory(indexed, monkeypatch) -> 
     reader.vector_search(q, 15, SearchFilters(groups=["rare"]))  # no read of the vectors
     assert reads == []
     monkeypatch.undo()
-    monkeypatch.setattr(ann, "SUBSET_CACHE_ROWS", 25)
+    monkeypatch.setattr(ann, "SUBSET_CACHE_BYTES", 25 * DIM * 4)
     for prefix in ("/corp/doc0000", "/corp/doc0001"):  # 100 rows each: read, not kept
         assert len(reader.vector_search(q, 5, SearchFilters(path_prefix=prefix))) == 5
-    assert list(searcher._subsets) == [key] and searcher._subset_rows == 20
+    assert list(searcher._subsets) == [key] and searcher._subset_bytes == 20 * DIM * 4
 
 
 def test_ann_search_deeper_than_ef_over_refine(indexed) -> None:
