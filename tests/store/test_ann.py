@@ -131,6 +131,18 @@ def test_small_filtered_set_ranked_exactly_from_memory(indexed, monkeypatch) -> 
     assert list(searcher._subsets) == [key] and searcher._subset_bytes == 20 * DIM * 4
 
 
+def test_similarities_in_single_thread_blocks_equal_one_product() -> None:
+    from store.ann import GEMV_ELEMENTS, similarities
+
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal(DIM).astype(np.float32)
+    for n in (0, 1, GEMV_ELEMENTS // DIM, GEMV_ELEMENTS // DIM * 3 + 7):
+        m = rng.standard_normal((n, DIM)).astype(np.float32)
+        got = similarities(m, q)
+        assert got.dtype == np.float32 and got.shape == (n,)
+        assert np.allclose(got, m @ q, atol=1e-5)
+
+
 def test_ann_search_deeper_than_ef_over_refine(indexed) -> None:
     """LanceDB refuses an ef below refine x k: a deep candidate list raises ef to it."""
     store, _, _, vectors, _ = indexed
