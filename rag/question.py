@@ -52,7 +52,7 @@ _QUANTITY = re.compile(
 #: "which <noun>" / "what <noun>" / "what is the <noun>", the noun within a few words of the
 #: question word and before its verb ("what does a view need" asks no name)
 _NAME = re.compile(
-    r"\b(which|what)\s+(?:(?:is|are|was|were)\s+the\s+)?"
+    r"\b(which|what)(?:'s\s+the|\s+(?:is|are|was|were)\s+the|\s+of(?:\s+the)?)?\s+"
     r"(?:(?!(?:does|do|did|is|are|was|were|can|could|should|would|will|has|have|had|must|"
     r"may|might|shall)\b)[\w.()'@>:-]+\s+){0,2}?"
     r"(function|parameter|setting|option|command|role|lock|view|"

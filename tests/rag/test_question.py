@@ -19,6 +19,8 @@ def _unit(text: str, context: str = "") -> Unit:
         ("Which option turns on verbose logging?", "name"),
         ("Which log rotation setting controls the file size?", "name"),
         ("What is the name of the lock file?", "name"),
+        ("Which of the following functions returns a random UUID?", "name"),
+        ("What kind of lock does a rebuild take?", "name"),
         # the noun after the verb is the subject, not what is asked for
         ("What does a foreign table need before it can be analyzed?", "other"),
         ("What does that warning mean?", "other"),
