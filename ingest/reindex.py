@@ -32,6 +32,8 @@ does not record (an index from before they were recorded) are not compared.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +99,58 @@ def build_drift(settings: Settings) -> Drift | None:
     if not changes:
         return None
     return Drift(live.release, live.tables, tuple(changes), built, bound)
+
+
+def reindex_job(
+    settings: Settings,
+    roots: list[str],
+    drift: Drift,
+    *,
+    hooks: ReleaseHooks | None,
+    report: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """:func:`reindex` for ``drift``, as ``enclave sync`` runs it: ``report`` receives the job
+    (state ``running`` with the progress and ETA of the run, then ``live``, ``candidate`` or
+    ``rejected`` with the release, or ``waiting``/``failed`` with what was raised, which is
+    raised again) each time it changes. Returns what :func:`reindex` returns."""
+    from store.lock import WriterBusyError
+    from store.registry import now_iso
+
+    started = time.perf_counter()
+    job: dict[str, Any] = {
+        "state": "running",
+        "from": drift.release,
+        "changes": list(drift.changes),
+        "started_at": now_iso(),
+        "progress": None,
+    }
+    report(job)
+
+    def progress(line: dict[str, Any]) -> None:
+        job["progress"] = line.get("progress")
+        report(job)
+
+    try:
+        out = reindex(settings, [Path(r) for r in roots], hooks=hooks, progress=progress)
+    except WriterBusyError:
+        job["state"] = "waiting"  # another writer came first: tried again
+        report(job)
+        raise
+    except Exception as exc:
+        job.update(state="failed", error=getattr(exc, "message", str(exc)))
+        report(job)
+        raise
+    rel = out.get("release") or {}
+    job.update(
+        state="live" if rel.get("promoted") else str(rel.get("state")),
+        release=rel.get("id"),
+        tables=out["reindex"]["tables"],
+        reason=rel.get("reason"),
+        finished_at=now_iso(),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    report(job)
+    return out
 
 
 def as_built(settings: Settings, drift: Drift) -> Settings:

@@ -385,52 +385,26 @@ class SyncService:
 
     def _reindex(self, drift: Drift, taken: _Pending, started: str, t0: float) -> float:
         """Build the re-index ``drift`` asks for (module docstring); raises what a run raises
-        (the caller reports it), and then it is not tried again for the same change."""
-        from ingest.reindex import reindex
+        (the caller reports it), and then it is not tried again for the same change, unless
+        another writer came first."""
+        from ingest.reindex import reindex_job
+        from store.lock import WriterBusyError
 
         self._reindex_tried = drift.key
-        job: dict[str, Any] = {
-            "state": "running",
-            "from": drift.release,
-            "changes": list(drift.changes),
-            "started_at": started,
-            "progress": None,
-        }
-        self._save(state="reindexing", reindex=job)
+        self._save(state="reindexing")
         log.info("sync: re-index (%s)", "; ".join(drift.changes))
-
-        def progress(line: dict[str, Any]) -> None:
-            job["progress"] = line.get("progress")
-            self._save(reindex=job)
-
         try:
-            out = reindex(
+            out = reindex_job(
                 self.settings,
-                [Path(r) for r in self.roots],
+                self.roots,
+                drift,
                 hooks=self.hooks,
-                progress=progress,
+                report=lambda job: self._save(reindex=job),
             )
-        except Exception as exc:
-            from store.lock import WriterBusyError
-
-            if isinstance(exc, WriterBusyError):
-                self._reindex_tried = None  # not tried: another writer came first
-                job["state"] = "waiting"
-            else:
-                job.update(state="failed", error=getattr(exc, "message", str(exc)))
-            self._save(reindex=job)
+        except WriterBusyError:
+            self._reindex_tried = None
             raise
         self.embedder, self._embedder_for = None, None  # the next run loads what is live
-        rel = out.get("release") or {}
-        job.update(
-            state="live" if rel.get("promoted") else str(rel.get("state")),
-            release=rel.get("id"),
-            tables=out["reindex"]["tables"],
-            reason=rel.get("reason"),
-            finished_at=now_iso(),
-            seconds=round(time.perf_counter() - t0, 3),
-        )
-        self._save(reindex=job)
         self._errors_in_row = 0
         self._record(out, started, time.perf_counter() - t0, taken, False)
         return 0.0
