@@ -412,6 +412,13 @@ class SyncSettings(_Section):
         le=600,
         description="while another writer holds the index's lock, try again this often",
     )
+    reindex: Literal["auto", "off"] = Field(
+        default="auto",
+        description="when the configured embedder, chunking or parse settings differ from "
+        "what the live release was built with: build a complete new index as a candidate "
+        "release (auto; served once the rails and the gate pass it), or keep syncing as the "
+        "live release was built (off; `enclave reindex` by hand)",
+    )
 
     @model_validator(mode="after")
     def _distinct_roots(self) -> SyncSettings:

@@ -21,6 +21,7 @@ import typer
 
 from enclave.cli_options import ConfigOpt, DataDirOpt, build_settings, fail
 from enclave.errors import EnclaveError
+from enclave.settings import Settings
 from ingest.cli_output import print_summary, progress_kind
 from ingest.promotion import ReleaseHooks
 
@@ -165,11 +166,30 @@ def ingest_command(
         )
     except EnclaveError as exc:
         raise fail(exc) from exc
+    _warn_drift(settings)
     if as_json:
         typer.echo(json.dumps(summary.to_dict()))
     else:
         print_summary(summary.to_dict())
     raise typer.Exit(0 if summary.ok and not summary.release_blocked else 1)
+
+
+def _warn_drift(settings: Settings) -> None:
+    """Chunking or parse settings that differ from what the live table set was built with
+    cut only the files this run re-read: say so on stderr, and how to rebuild everything."""
+    from ingest.reindex import build_drift
+
+    try:
+        drift = build_drift(settings)
+    except EnclaveError:
+        return
+    if drift is not None:
+        typer.echo(
+            f"warning: the live index was built with other settings ({'; '.join(drift.changes)}):"
+            " only new and changed files used these; `enclave reindex` rebuilds every document"
+            " with them (docs/sync.md)",
+            err=True,
+        )
 
 
 def status_command(
@@ -362,6 +382,17 @@ def _sync_line(s: dict[str, Any]) -> str:
         parts.append(f"error: {err.get('message')}")
     if s.get("waiting_for"):
         parts.append(f"waiting: {s['waiting_for']}")
+    job = s.get("reindex") or {}
+    if job:
+        line = f"re-index {job.get('state')} ({', '.join(job.get('changes') or [])})"
+        done = job.get("progress") or {}
+        if job.get("state") == "running" and done:
+            eta = done.get("eta_s")
+            line += f", {done.get('files_done')}/{done.get('files_total')} files"
+            line += f", ETA {eta:.0f} s" if isinstance(eta, int | float) else ""
+        elif job.get("release"):
+            line += f" as {job['release']}"
+        parts.append(line)
     return "; ".join(parts)
 
 

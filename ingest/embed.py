@@ -59,9 +59,11 @@ POLL_S = 0.5
 
 def build_settings(settings: Settings, embedder_name: str | None = None) -> dict[str, object]:
     """What a table set is built with, kept in its ``enclave-index.json``: the embedder's
-    settings (a server loads the same embedder from them when the set goes live) and the
-    chunking. With ``embedder_name`` (the embedder actually loaded), the variant it records
-    (models/variants.py) replaces ``auto``, so the settings load that very variant."""
+    settings (a server loads the same embedder from them when the set goes live), the
+    chunking and the settings that change what parsing reads (OCR, PII redaction); a change
+    of any of them is a re-index (:func:`ingest.reindex.build_drift`). With ``embedder_name``
+    (the embedder actually loaded), the variant it records (models/variants.py) replaces
+    ``auto``, so the settings load that very variant."""
     from models.variants import variant_of
 
     embedder = settings.embedder.model_dump(mode="json", exclude={"cache_dir"})
@@ -72,6 +74,18 @@ def build_settings(settings: Settings, embedder_name: str | None = None) -> dict
         "embedder": embedder,
         "chunk_tokens": settings.ingest.chunk_tokens,
         "chunk_overlap": settings.ingest.chunk_overlap,
+        "parse": parse_settings(settings),
+    }
+
+
+def parse_settings(settings: Settings) -> dict[str, object]:
+    """The settings that change the text parsing gives every document: a table set records
+    them (:func:`build_settings`)."""
+    return {
+        "ocr": settings.ingest.ocr,
+        "ocr_languages": settings.ingest.ocr_languages,
+        "ocr_dpi": settings.ingest.ocr_dpi,
+        "redact_pii": settings.security.redact_pii,
     }
 
 

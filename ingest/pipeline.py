@@ -78,7 +78,7 @@ from models.embedder import Embedder
 from store.lock import WriterLock
 
 if TYPE_CHECKING:
-    from ingest.progress import IngestProgress, LineProgress
+    from ingest.progress import IngestProgress, LineProgress, Progress
     from store.db import Store
     from store.releases import Releases
 
@@ -95,7 +95,7 @@ class _Run:
         embedder: Embedder | None,
         store: Store,
         readers: Readers,
-        progress: bool | str,
+        progress: Progress,
         hooks: ReleaseHooks | None = None,
         engine: str = "local",
         ray_address: str | None = None,
@@ -143,7 +143,7 @@ class _Run:
         from ingest.progress import IngestProgress, LineProgress
 
         total = len(walked.decisions)
-        if self.show_progress == "lines":
+        if self.show_progress == "lines" or callable(self.show_progress):
             work = [d for d in walked.decisions if d.must_hash or d.retry]
             summary = self.summary
 
@@ -157,7 +157,10 @@ class _Run:
                 }
 
             return LineProgress(
-                total=total, bytes_total=sum(d.file.size for d in work), stats=stats
+                total=total,
+                bytes_total=sum(d.file.size for d in work),
+                stats=stats,
+                sink=self.show_progress if callable(self.show_progress) else None,
             )
         return IngestProgress(enabled=bool(self.show_progress), total=total)
 
@@ -280,7 +283,7 @@ def ingest_paths(
     embedder: Embedder | None = None,
     store: Store | None = None,
     groups: list[str] | None = None,
-    progress: bool | str = False,
+    progress: Progress = False,
     hooks: ReleaseHooks | None = None,
     table_set: str | None = None,
     inherit_groups: dict[str, list[str]] | None = None,
@@ -301,7 +304,8 @@ def ingest_paths(
     with their reason and the run goes on. ``hooks`` lend the gate (``eval/``).
 
     ``progress``: true (or ``"bar"``) shows a bar on stderr, ``"lines"`` writes JSON progress
-    lines to stderr (ingest/progress.py), false shows nothing.
+    lines to stderr (ingest/progress.py), a function receives each line's object, false shows
+    nothing.
 
     The run writes to the table set of the live release (store/sets.py), or to
     ``table_set`` (``enclave reindex``: a new set built beside the live one), whose new

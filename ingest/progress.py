@@ -10,7 +10,8 @@
 
 ``enclave ingest`` shows the bar when stderr is a terminal and ``--json`` is not given, the
 lines when stderr is not a terminal (a log, a pipe) or with ``--progress``, and nothing with
-``--no-progress``; stdout only ever holds the summary.
+``--no-progress``; stdout only ever holds the summary. A long-lived caller (``enclave sync``
+during a re-index) passes a function instead: it receives each line's object.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from typing import Any, TextIO
 
 #: seconds between two progress lines
 LINE_INTERVAL_S = 5.0
+
+#: what a run shows: a bar (true, ``"bar"``), JSON lines (``"lines"``), nothing (false), or
+#: each line's object handed to a function
+Progress = bool | str | Callable[[dict[str, Any]], None]
 
 
 class IngestProgress:
@@ -100,8 +105,10 @@ class LineProgress:
         stats: Callable[[], dict[str, int]],
         stream: TextIO | None = None,
         interval_s: float | None = None,
+        sink: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.total = total
+        self.sink = sink
         self.bytes_total = bytes_total
         self.stats = stats
         self.stream = stream
@@ -149,6 +156,9 @@ class LineProgress:
             "eta_s": eta,
             "current": self.current,
         }
+        if self.sink is not None:
+            self.sink({"progress": progress, "final": final})
+            return
         text = json.dumps({"progress": progress, "final": final})
         stream = self.stream or sys.stderr
         with self._lock:

@@ -19,10 +19,22 @@ The roots are the PATHs given, else ``sync.roots``, else those of the last inges
 
 A re-index needs a local index: on an ``s3://`` index (``store.uri``) it refuses with a usage
 error (store/sets.py), and the way to re-embed there is a new ``store.uri`` prefix.
+
+**Drift.** Each table set records what it was built with (``build`` in its
+``enclave-index.json``: the embedder, the chunking, the parse settings; ingest/embed.py).
+:func:`build_drift` tells what the configured settings would build differently from the live
+release's set; ``enclave sync`` starts a re-index on its own when they differ
+(``sync.reindex = "auto"``, ingest/sync.py), and :func:`as_built` gives the settings that
+keep writing the live set as it was built until that re-index is promoted. Settings a set
+does not record (an index from before they were recorded) are not compared.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +42,140 @@ from enclave.errors import UsageError
 from enclave.settings import Settings
 
 if TYPE_CHECKING:
+    from ingest.progress import Progress
     from ingest.promotion import ReleaseHooks
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The configured settings would build the index differently from the live release's
+    table set (module docstring)."""
+
+    #: the live release and its table set
+    release: str
+    tables: str | None
+    #: what differs, in words (``chunk_tokens 200 -> 120``)
+    changes: tuple[str, ...]
+    #: what the live set was built with (its ``build`` record) and its embedder's name
+    built: dict[str, Any]
+    bound: str
+
+    @property
+    def key(self) -> str:
+        """Tells one target apart from another: the same changes from the same release."""
+        return json.dumps([self.release, self.changes])
+
+
+def build_drift(settings: Settings) -> Drift | None:
+    """What ``settings`` would build differently from the live release's table set; None when
+    nothing differs, or no release is live. Read from two small files, without LanceDB or
+    the embedder (its identity is told from the model's files; a model that is not installed
+    raises ConfigError)."""
+    from ingest.changes import expected_embedder_name, same_embedder
+    from ingest.embed import build_settings
+    from store.records import read_index_meta
+    from store.registry import Registry
+    from store.sets import set_location
+
+    live = Registry.at(settings.index).live()
+    if live is None:
+        return None
+    meta = read_index_meta(set_location(settings.index, live.tables))
+    bound = str(meta.get("embedder") or "")
+    built: dict[str, Any] = dict(meta.get("build") or {})
+    changes: list[str] = []
+    if bound:
+        expected = expected_embedder_name(settings, bound)
+        if expected and not same_embedder(bound, expected):
+            changes.append(f"embedder {bound} -> {expected}")
+    wanted = build_settings(settings)
+    for key in ("chunk_tokens", "chunk_overlap"):
+        if key in built and built[key] != wanted[key]:
+            changes.append(f"{key} {built[key]} -> {wanted[key]}")
+    parse_now: dict[str, Any] = dict(wanted["parse"])  # type: ignore[call-overload]
+    for key, was in dict(built.get("parse") or {}).items():
+        if key in parse_now and parse_now[key] != was:
+            changes.append(f"{key} {was} -> {parse_now[key]}")
+    if not changes:
+        return None
+    return Drift(live.release, live.tables, tuple(changes), built, bound)
+
+
+def reindex_job(
+    settings: Settings,
+    roots: list[str],
+    drift: Drift,
+    *,
+    hooks: ReleaseHooks | None,
+    report: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """:func:`reindex` for ``drift``, as ``enclave sync`` runs it: ``report`` receives the job
+    (state ``running`` with the progress and ETA of the run, then ``live``, ``candidate`` or
+    ``rejected`` with the release, or ``waiting``/``failed`` with what was raised, which is
+    raised again) each time it changes. Returns what :func:`reindex` returns."""
+    from store.lock import WriterBusyError
+    from store.registry import now_iso
+
+    started = time.perf_counter()
+    job: dict[str, Any] = {
+        "state": "running",
+        "from": drift.release,
+        "changes": list(drift.changes),
+        "started_at": now_iso(),
+        "progress": None,
+    }
+    report(job)
+
+    def progress(line: dict[str, Any]) -> None:
+        job["progress"] = line.get("progress")
+        report(job)
+
+    try:
+        out = reindex(settings, [Path(r) for r in roots], hooks=hooks, progress=progress)
+    except WriterBusyError:
+        job["state"] = "waiting"  # another writer came first: tried again
+        report(job)
+        raise
+    except Exception as exc:
+        job.update(state="failed", error=getattr(exc, "message", str(exc)))
+        report(job)
+        raise
+    rel = out.get("release") or {}
+    job.update(
+        state="live" if rel.get("promoted") else str(rel.get("state")),
+        release=rel.get("id"),
+        tables=out["reindex"]["tables"],
+        reason=rel.get("reason"),
+        finished_at=now_iso(),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    report(job)
+    return out
+
+
+def as_built(settings: Settings, drift: Drift) -> Settings:
+    """``settings`` with what the live set was built with (its embedder, chunking and parse
+    settings) in place of the configured ones: an ordinary run keeps the live set consistent
+    while its re-index is pending or was not promoted. The embedder's runtime settings
+    (threads, batch size, device, cache) stay the configured ones."""
+    built = drift.built
+    update: dict[str, Any] = {}
+    if isinstance(built.get("embedder"), dict):
+        emb = built["embedder"]
+        keep = {k: emb[k] for k in ("model", "variant") if k in emb}
+        update["embedder"] = settings.embedder.model_copy(update=keep)
+    ingest_over: dict[str, Any] = {
+        k: built[k] for k in ("chunk_tokens", "chunk_overlap") if k in built
+    }
+    parse = dict(built.get("parse") or {})
+    ingest_over.update({k: parse[k] for k in ("ocr", "ocr_languages", "ocr_dpi") if k in parse})
+    if ingest_over:
+        update["ingest"] = settings.ingest.model_copy(update=ingest_over)
+    if "redact_pii" in parse:
+        update["security"] = settings.security.model_copy(
+            update={"redact_pii": parse["redact_pii"]}
+        )
+    return settings.model_copy(update=update)
 
 
 def reindex_roots(settings: Settings, paths: list[Path] | None) -> list[str]:
@@ -55,7 +200,7 @@ def reindex(
     paths: list[Path] | None = None,
     *,
     hooks: ReleaseHooks | None = None,
-    progress: bool | str = False,
+    progress: Progress = False,
 ) -> dict[str, Any]:
     """Build a new table set from the roots as a candidate release (module docstring);
     returns the ingest summary with ``reindex``: the set and what changed."""

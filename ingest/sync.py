@@ -19,6 +19,17 @@ the roots, which the change detection (ingest/changes.py) makes a cheap incremen
 change made while it was down (or killed by SIGKILL half-way through a run: the head keeps
 what it wrote, the kernel frees the writer lock) is picked up at once.
 
+**Settings changes.** When the configured embedder, chunking or parse settings differ from what
+the live release's tables were built with (ingest/reindex.py :func:`~ingest.reindex.build_drift`;
+settings are read when the process starts, so a restart after editing ``enclave.toml`` is
+the change), the next run is a **re-index** under ``sync.reindex = "auto"``: a complete new
+table set built as a candidate release while servers keep serving the live one, gated and
+promoted like any release; its progress and ETA are in the state (``reindex``). Until it is
+promoted, ordinary runs write the live set as it was built (:func:`~ingest.reindex.as_built`):
+an edit is still delivered within seconds, and the live set never mixes two chunkings or
+two embedders. A re-index the gate or the rails refuse is not tried again for the same
+change until the process restarts (``enclave releases promote --force`` serves it anyway).
+
 Another writer (an ingest, a promote, ``enclave reindex``) holding the index's lock is waited
 for: the run is tried again every ``sync.lock_retry_s`` and the changes stay pending. Errors
 (an unmounted root, an embedder that does not match the index) are reported and retried with
@@ -49,7 +60,7 @@ from store.registry import now_iso
 
 if TYPE_CHECKING:
     from ingest.promotion import ReleaseHooks
-    from ingest.summary import IngestSummary
+    from ingest.reindex import Drift
     from models.embedder import Embedder
 
 log = logging.getLogger("enclave.sync")
@@ -220,8 +231,15 @@ class SyncService:
             "last_error": None,
             "errors": [],
             "waiting_for": None,
+            "reindex": None,
             "settings": self.settings.sync.model_dump(mode="json"),
         }
+        #: the re-index last tried (Drift.key): not tried again for the same change
+        self._reindex_tried: str | None = None
+        #: the embedder settings ``embedder`` was loaded with (None: as configured)
+        self._embedder_for = self.settings.embedder if self.embedder is not None else None
+        #: the settings ordinary runs write with (as the live set was built)
+        self._effective = self.settings
 
     # ------------------------------------------------------------------- events
     def note_change(self, n: int = 1) -> None:
@@ -327,14 +345,23 @@ class SyncService:
         """One ingest over the roots; returns how long to wait before another attempt
         (0 after a run that went through)."""
         from ingest.pipeline import ingest_paths
+        from ingest.reindex import as_built, build_drift
         from store.lock import WriterBusyError
 
         taken = self._take_pending()
         started, t0 = now_iso(), time.perf_counter()
         self._save(state="running", waiting_for=None)
         try:
+            drift = build_drift(self.settings)
+            auto = self.settings.sync.reindex == "auto"
+            if drift is not None and auto and drift.key != self._reindex_tried:
+                return self._reindex(drift, taken, started, t0)
+            settings = self.settings if drift is None else as_built(self.settings, drift)
+            self._effective = settings
+            if self._embedder_for != settings.embedder:
+                self.embedder = None  # loaded for other settings (before a re-index)
             summary = ingest_paths(
-                self.settings,
+                settings,
                 self.roots,
                 prune=self.settings.sync.prune,
                 embedder=self.embedder,
@@ -353,7 +380,33 @@ class SyncService:
             self._give_back(taken)
             return self._failed(f"{type(exc).__name__}: {exc}")
         self._errors_in_row = 0
-        self._record(summary, started, time.perf_counter() - t0, taken, rescan)
+        self._record(summary.to_dict(), started, time.perf_counter() - t0, taken, rescan)
+        return 0.0
+
+    def _reindex(self, drift: Drift, taken: _Pending, started: str, t0: float) -> float:
+        """Build the re-index ``drift`` asks for (module docstring); raises what a run raises
+        (the caller reports it), and then it is not tried again for the same change, unless
+        another writer came first."""
+        from ingest.reindex import reindex_job
+        from store.lock import WriterBusyError
+
+        self._reindex_tried = drift.key
+        self._save(state="reindexing")
+        log.info("sync: re-index (%s)", "; ".join(drift.changes))
+        try:
+            out = reindex_job(
+                self.settings,
+                self.roots,
+                drift,
+                hooks=self.hooks,
+                report=lambda job: self._save(reindex=job),
+            )
+        except WriterBusyError:
+            self._reindex_tried = None
+            raise
+        self.embedder, self._embedder_for = None, None  # the next run loads what is live
+        self._errors_in_row = 0
+        self._record(out, started, time.perf_counter() - t0, taken, False)
         return 0.0
 
     def warm_up(self) -> None:
@@ -368,12 +421,14 @@ class SyncService:
             if self.embedder is None:
                 from models.loading import load_embedder
 
-                self.embedder = load_embedder(self.settings.embedder)
+                self.embedder = load_embedder(self._effective.embedder)
+                self._embedder_for = self._effective.embedder
         except Exception as exc:  # the run that needs them reports the error
             log.warning("sync: warm-up: %s", exc)
 
     def _keep_embedder(self, embedder: Embedder) -> None:
         self.embedder = embedder  # loaded once, kept for the next runs
+        self._embedder_for = self._effective.embedder
 
     def _failed(self, message: str) -> float:
         self._errors_in_row += 1
@@ -381,15 +436,19 @@ class SyncService:
         return float(min(self.settings.sync.rescan_interval_s, 2.0**self._errors_in_row))
 
     def _record(
-        self, summary: IngestSummary, started: str, seconds: float, taken: _Pending, rescan: bool
+        self, d: dict[str, Any], started: str, seconds: float, taken: _Pending, rescan: bool
     ) -> None:
-        d = summary.to_dict()
+        """Note a run that went through; ``d`` is its summary (``IngestSummary.to_dict``)."""
         rel = d.get("release") or {}
         last_run = {
             "started_at": started,
             "finished_at": now_iso(),
             "seconds": round(seconds, 3),
-            "trigger": "rescan" if rescan and not taken.count else "changes",
+            "trigger": "reindex"
+            if "reindex" in d
+            else "rescan"
+            if rescan and not taken.count
+            else "changes",
             "changes": taken.count,
             "files_seen": d["files_seen"],
             "ingested": d["ingested"],

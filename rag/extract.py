@@ -8,11 +8,12 @@ the chunk it comes from. Nothing is paraphrased, so every quote is supported by 
 cites; a chunk flagged as holding instruction-like text is never quoted.
 
 Measured on the PostgreSQL development set (45 factual questions, 10 follow-ups), with the
-bundled embedder: a key fact in 34/45 answers (the top-10 chunks hold one for 43/45) against
-9/45 for the 135M model writing the answer from whole chunks. Ablations: 1 quote 0.33, 2 0.58,
-3 0.76, 4 0.76; without the answer-type cue 0.60, without the lexical term 0.67, without the
-unit cosine 0.53. The weights were chosen on that set alone; a held-out set over other
-manuals (R) scored 14/18 and 3/3 follow-ups with them.
+bundled embedder: a key fact in 36/45 answers (the top-10 chunks hold one for 43/45) against
+9/45 for the 135M model writing the answer from whole chunks. Ablations: 1 quote 0.36, 2 0.62,
+3 0.80, 4 0.80; without the answer-type cue 0.58, without the lexical term 0.69, without the
+unit cosine 0.60. The weights were chosen on that set alone; a held-out set over other
+manuals (R) scored 16/18 and 3/3 follow-ups with them (the answer-type cues of
+``rag/question.py`` took it from 14/18).
 """
 
 from __future__ import annotations

@@ -188,6 +188,20 @@ class SyncCollector(Collector):
                 pass
         yield when
         yield took
+        job = state.get("reindex") or {}
+        busy = GaugeMetricFamily(
+            "enclave_sync_reindex_running",
+            "1 while the sync process builds a re-index (settings changed), with its ETA",
+        )
+        busy.add_metric([], 1.0 if job.get("state") == "running" else 0.0)
+        yield busy
+        eta = (job.get("progress") or {}).get("eta_s") if job.get("state") == "running" else None
+        if isinstance(eta, int | float):
+            left = GaugeMetricFamily(
+                "enclave_sync_reindex_eta_seconds", "the running re-index's expected time left"
+            )
+            left.add_metric([], float(eta))
+            yield left
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

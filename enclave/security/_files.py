@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from enclave.files import atomic_write
+from enclave.files import fsync_dir as fsync_dir  # for the audit log and key
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
@@ -24,40 +26,8 @@ def ensure_private_dir(path: Path) -> None:
 def atomic_write_text(
     path: Path, text: str, *, mode: int = PRIVATE_FILE_MODE, durable: bool = True
 ) -> None:
-    """Write ``text`` to ``path`` so readers see the old or the new file, never half of one.
-
-    A temporary file in the same directory is written, chmod'ed and renamed over ``path``.
-    ``durable`` also fsyncs the file and the directory, so the new content survives a power
-    cut (without it, a crashed *process* still never leaves a half-written file).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        dfd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    """Write ``text`` to ``path`` atomically with ``mode`` (enclave/files.py)."""
+    atomic_write(path, text.encode("utf-8"), mode=mode, durable=durable)
 
 
 @contextlib.contextmanager

@@ -134,6 +134,14 @@ def test_include_exclude_and_flags(tmp_path: Path, cli: typer.Typer) -> None:
     assert res.exit_code == 0, res.output
     s = _json(res.stdout)
     assert s["files_seen"] == 2 and s["ingested"] == 2
+    assert "warning" not in res.stderr
+    (docs / "keep" / "more.txt").write_text("Another note about willow, ember and moss.\n")
+    again = runner.invoke(cli, ["ingest", str(docs), "-d", str(tmp_path / "data"), "--json",
+                                "--include", "*.txt", "--chunk-tokens", "100"])  # fmt: skip
+    assert again.exit_code == 0 and _json(again.stdout)["ingested"] == 3  # drafts/ now too
+    assert "built with other settings (chunk_tokens 64 -> 100; chunk_overlap 8 -> 30)" in (
+        again.stderr
+    )
 
 
 def test_progress_lines_on_stderr_keep_stdout_exactly_the_json(

@@ -188,3 +188,131 @@ def test_bad_sync_settings_are_clear_errors(tmp_path: Path) -> None:
         load_settings(overrides={"sync": {"rescan_interval_s": 1}})
     with pytest.raises(UsageError, match="nothing to watch"):
         sync_roots(Settings(data_dir=tmp_path))
+
+
+def golden(root: Path, word: str, doc: str) -> tuple[Path, Path]:
+    """A golden set of one question (``word``, answered by ``doc``) and a gate that needs it
+    at rank 1."""
+    (root / "qrels").mkdir(parents=True)
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": word}) + "\n", "utf-8")
+    (root / "qrels" / "test.tsv").write_text(f"query-id\tcorpus-id\tscore\nq1\t{doc}\t1\n")
+    gate = root / "gate.toml"
+    gate.write_text('[min]\n"retrieval.recall@1" = 1.0\n', encoding="utf-8")
+    return root, gate
+
+
+def test_a_failing_gate_is_never_served_and_a_scanned_page_is_answered(tmp_path: Path) -> None:
+    from eval.release_gate import release_hooks
+    from tests.ingest.quality_docs import make_scanned_pdf, needs_tesseract
+
+    needs_tesseract()
+    docs = tmp_path / "docs"
+    corpus(docs)
+    gold, gate = golden(tmp_path / "golden", "alpha3", "d03.txt")
+    settings = sync_settings(tmp_path, docs).model_copy(
+        update={
+            "release": Settings(release={"golden_set": gold, "gate": gate, "answers": 0}).release
+        }
+    )
+    service = SyncService(settings, sync_roots(settings), hooks=release_hooks(), embedder=EMB)
+    service.run_once()
+    assert service.state["last_release"] == {**service.state["last_release"], "state": "live"}
+    with serving(settings) as live, running(service):
+        base = live.base_url
+        wait_for(lambda: service.state["watcher"] == "watching", 10, "the watcher")
+        # a change that loses the golden question's answer: the gate rejects it, never served
+        (docs / "d03.txt").rename(tmp_path / "d03.txt")
+        write(docs, "d04.txt", "bravo4")
+        wait_for(lambda: service.state["last_release"]["state"] == "rejected", 20, "the gate")
+        assert service.state["state"] == "blocked"
+        time.sleep(0.6)  # past the server's pointer poll
+        assert found(base, "alpha3") == {"d03.txt"} and found(base, "bravo4") == set()
+        # the file is back: the next candidate passes the gate and is served, edit included
+        (tmp_path / "d03.txt").rename(docs / "d03.txt")
+        wait_for(lambda: found(base, "bravo4") == {"d04.txt"}, 20, "the change after the fix")
+        assert found(base, "alpha3") == {"d03.txt"}
+        # a scanned page, read by OCR, answered after its promotion
+        make_scanned_pdf(docs / "scan.pdf", pages=1)
+        wait_for(lambda: found(base, "conveyor") == {"scan.pdf"}, 60, "the scanned page")
+        page = httpx.post(base + "/v1/search", json={"query": "conveyor", "top_k": 1}).json()
+        assert page["results"][0]["page"] == 1
+        assert service.state["last_release"]["state"] == "live"
+
+
+def live_chunks(settings: Settings) -> int:
+    from store.db import Store
+    from store.releases import Releases
+
+    view = Releases(Store(settings.lance_dir)).live_view()
+    return sum(d.chunk_count for d in view.list_documents())
+
+
+def test_a_settings_change_reindexes_in_the_background(tmp_path: Path) -> None:
+    from store.registry import Registry
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    long = " ".join(f"word{k}" for k in range(150))
+    for i in range(4):
+        (docs / f"f{i}.txt").write_text(f"Document f{i} starts. {long} Code alpha{i}.\n")
+    first = sync_settings(tmp_path, docs)
+    SyncService(first, sync_roots(first), embedder=EMB).run_once()
+    chunks = live_chunks(first)
+    # restarted with a smaller chunk size and sync.reindex off: edits keep the live chunking
+    small = first.model_copy(update={"ingest": first.ingest.model_copy(
+        update={"chunk_tokens": 40, "chunk_overlap": 0})})  # fmt: skip
+    off = small.model_copy(update={"sync": small.sync.model_copy(update={"reindex": "off"})})
+    write(docs, "f9.txt", "echo9")
+    SyncService(off, sync_roots(off), embedder=EMB).run_once()
+    assert live_chunks(first) == chunks + 1  # one chunk: the old size
+    assert Registry.at(first.lance_dir).live().tables is None  # type: ignore[union-attr]
+    # with reindex auto: a complete new table set, promoted through the rails
+    with serving(small) as live, running(SyncService(small, sync_roots(small))) as service:
+        wait_for(lambda: (service.state.get("reindex") or {}).get("state") == "live", 60,
+                 "the re-index")  # fmt: skip
+        job = service.state["reindex"]
+        assert job["changes"] == ["chunk_tokens 200 -> 40", "chunk_overlap 30 -> 0"]
+        assert job["progress"]["files_done"] == 5 and job["progress"]["eta_s"] == 0.0
+        assert job["tables"] == "t-000002" and service.state["last_run"]["trigger"] == "reindex"
+        from ingest.cli import _sync_line
+
+        shown = _sync_line(read_sync_state(small.data_dir) or {})
+        assert (
+            f"re-index live (chunk_tokens 200 -> 40, chunk_overlap 30 -> 0) as {job['release']}"
+            in shown
+        )
+        ready = lambda: httpx.get(live.base_url + "/readyz", timeout=10).json()["index"]  # noqa: E731
+        wait_for(lambda: ready()["release"] == job["release"], 5, "the server to follow")
+        assert ready()["chunks"] > chunks * 2
+        # the next edit goes to the new set, with the new chunking, and no second re-index
+        write(docs, "f8.txt", "foxtrot8")
+        wait_for(lambda: found(live.base_url, "foxtrot8") == {"f8.txt"}, 20, "the edit")
+        assert service.state["reindex"]["release"] == job["release"]
+        assert service.state["last_run"]["trigger"] == "changes"
+
+
+def test_a_rejected_reindex_is_not_retried_and_edits_go_on(tmp_path: Path) -> None:
+    from eval.release_gate import release_hooks
+
+    docs = tmp_path / "docs"
+    corpus(docs, 4)
+    first = sync_settings(tmp_path, docs)
+    SyncService(first, sync_roots(first), embedder=EMB).run_once()
+    chunks = live_chunks(first)
+    gold, gate = golden(tmp_path / "golden", "alpha1", "absent.txt")  # fails every release
+    changed = first.model_copy(
+        update={
+            "ingest": first.ingest.model_copy(update={"chunk_overlap": 5}),
+            "release": Settings(release={"golden_set": gold, "gate": gate, "answers": 0}).release,
+        }
+    )
+    service = SyncService(changed, sync_roots(changed), hooks=release_hooks())
+    service.run_once()
+    job = service.state["reindex"]
+    assert (job["state"], job["changes"]) == ("rejected", ["chunk_overlap 30 -> 5"])
+    write(docs, "d01.txt", "golf1")
+    service.run_once()  # an ordinary run into the live set; the gate holds it too
+    assert service.state["last_run"]["trigger"] == "changes"
+    assert service.state["reindex"]["release"] == job["release"]
+    assert service.state["last_release"]["state"] == "rejected"
+    assert live_chunks(first) == chunks

@@ -6,7 +6,6 @@ behaviour under test is the plumbing, not the models."""
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +23,9 @@ from server.app import create_app
 from store.db import Store
 from store.lock import WriterLock
 from store.releases import Releases
+from tests.server import docsets
 from tests.server.conftest import Live, live_server
+from tests.server.docsets import SET_A, SET_B
 
 EMB = HashEmbedder()
 # made-up words that read as words (letters, vowels): the parse-quality check admits them
@@ -37,25 +38,11 @@ VOCAB = [
 
 
 def text_for(name: str, version: str) -> str:
-    rng = random.Random(name)
-    words = " ".join(rng.choice(VOCAB) for _ in range(30))
-    return f"Marker {name} {version} {words}.\n"  # a sentence: an answer can quote it
-
-
-SET_A = {f"a{i}.txt": "one" for i in range(8)}
-SET_B = {**{k: v for k, v in SET_A.items() if k not in ("a0.txt", "a1.txt")},
-         "a2.txt": "two", "b0.txt": "one", "b1.txt": "one"}  # fmt: skip
+    return docsets.text_for(name, version, VOCAB, 30)
 
 
 def write_set(folder: Path, docs: dict[str, str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.txt"):
-        if old.name not in docs:
-            old.unlink()
-    for name, version in docs.items():
-        path = folder / name
-        if not path.exists() or path.read_text() != text_for(name, version):
-            path.write_text(text_for(name, version), encoding="utf-8")
+    docsets.write_set(folder, docs, VOCAB, 30)
 
 
 def settings_for(root: Path, **release: Any) -> Settings:

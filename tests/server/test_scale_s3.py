@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +31,9 @@ from store.db import Store
 from store.location import S3Options, parse_uri
 from store.lock import WriterBusyError, WriterLock
 from store.releases import Releases
+from tests.server import docsets
 from tests.server.conftest import Live, live_server
+from tests.server.docsets import SET_A, SET_B
 
 pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
@@ -48,23 +49,11 @@ WORDS = PROSE.split()
 
 
 def text_for(name: str, version: str) -> str:
-    rng = random.Random(name)
-    words = " ".join(rng.choice(WORDS) for _ in range(40))
-    return f"Marker {name} {version} {words}.\n"  # a sentence: an answer can quote it
-
-
-SET_A = {f"a{i}.txt": "one" for i in range(8)}
-SET_B = {**{k: v for k, v in SET_A.items() if k not in ("a0.txt", "a1.txt")},
-         "a2.txt": "two", "b0.txt": "one", "b1.txt": "one"}  # fmt: skip
+    return docsets.text_for(name, version, WORDS, 40)
 
 
 def write_set(folder: Path, docs: dict[str, str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.txt"):
-        if old.name not in docs:
-            old.unlink()
-    for name, version in docs.items():
-        (folder / name).write_text(text_for(name, version), encoding="utf-8")
+    docsets.write_set(folder, docs, WORDS, 40)
 
 
 CREDENTIALS = {
