@@ -19,8 +19,9 @@ and how vector search picks its path.
   its full top_k. Their vectors are read at the prefilter's first search and kept with the
   table version (up to :data:`SUBSET_CACHE_BYTES` of vectors for all prefilters together, the
   least recently used dropped first): the next searches of that key are a matrix product and one
-  read of the k rows' columns by row id (3.4-4.1 ms against 7.5-7.6 ms for LanceDB's flat
-  scan over the same 1,000 rows at 100k chunks, same run; the gap grows with the set). The
+  read of the k rows' columns by row id (p50 3.3-4.2 ms against 8.1-10.0 ms for LanceDB's
+  flat scan over the same 1,000 rows at 100k chunks, 6.0-6.3 against 12.2-16.4 ms over 3,000
+  rows at 300k; same runs, under load: README). The
   count of rows a prefilter matches is kept too. A larger filtered set goes through the ANN
   index with the filter as a prefilter, and should the index return fewer than k rows, an
   exact ranking of the filtered rows replaces its answer;
