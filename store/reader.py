@@ -22,10 +22,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from store.ann import DEFAULT_TUNING, AnnTuning, VectorSearch, run_query
+from store.ann import DEFAULT_TUNING, AnnTuning
 from store.exact import ExactVectorIndex
 from store.records import Candidate, DocumentRecord, SearchFilters
 from store.schema import HEX_ID, HIT_COLUMNS, build_filter, sql_str
+from store.vector_search import VectorSearch, run_query
 
 #: columns of a chunk row shown by documents and lineage (the vector left out)
 CHUNK_COLUMNS = [c for c in HIT_COLUMNS if c != "vector"]

@@ -103,7 +103,7 @@ def test_sparse_group_gets_its_full_top_k_through_the_ann_prefilter(indexed) -> 
 def test_small_filtered_set_ranked_exactly_from_memory(indexed, monkeypatch) -> None:
     """A prefilter matching few rows is ranked exactly over its vectors, read once and kept
     (same answer and similarities as LanceDB's flat scan); the kept sets stay bounded."""
-    import store.ann as ann
+    import store.vector_search as ann
 
     store, _, _, _, rng = indexed
     tuning = AnnTuning(ann_min_rows=300, filtered_exact_rows=1000)
@@ -132,7 +132,7 @@ def test_small_filtered_set_ranked_exactly_from_memory(indexed, monkeypatch) -> 
 
 
 def test_similarities_in_single_thread_blocks_equal_one_product() -> None:
-    from store.ann import GEMV_ELEMENTS, similarities
+    from store.vector_search import GEMV_ELEMENTS, similarities
 
     rng = np.random.default_rng(3)
     q = rng.standard_normal(DIM).astype(np.float32)

@@ -1,0 +1,364 @@
+"""Vector search over one version of the chunks table: which path a query takes, and how.
+
+The paths (:class:`VectorSearch`, one per reader and table version; the indexes themselves:
+store/ann.py):
+
+* below ``vector_index.ann_min_rows`` chunks and without a vector index: an exact scan of
+  every vector held in memory (one matrix product, ~7 ms per 100k chunks, where LanceDB's
+  own flat scan takes ~140 ms). The matrix is loaded once per release view; a prefilter selects its
+  rows through the scalar indexes;
+* with a vector index (IVF_HNSW_SQ by default, or IVF_PQ): the index, its best
+  ``refine_factor`` x k candidates re-ranked with the full vectors (the index's own are
+  quantized: IVF_HNSW_SQ alone tops out near recall@10 0.94; 2 x k for IVF_HNSW_SQ by
+  default, recall@10 1.00 at 100k chunks, where 3 x k read half as many vectors again for
+  the same recall), plus LanceDB's flat scan of the rows added after the build (they are always
+  found);
+* a prefilter (ACL groups, path prefix, document ids) is applied *before* ranking. When it
+  matches at most ``vector_index.filtered_exact_rows`` chunks, those chunks are ranked
+  exactly (found through the scalar indexes, no ANN): a key that can read 1% of the index still gets
+  its full top_k. Their vectors are read at the prefilter's first search and kept with the
+  table version (up to :data:`SUBSET_CACHE_BYTES` of vectors for all prefilters together, the
+  least recently used dropped first): the next searches of that key are a matrix product and one
+  read of the k rows' columns by row id (p50 3.3-4.2 ms against 8.1-10.0 ms for LanceDB's
+  flat scan over the same 1,000 rows at 100k chunks, 6.0-6.3 against 12.2-16.4 ms over 3,000
+  rows at 300k; same runs, under load: README). The
+  count of rows a prefilter matches is kept too. A larger filtered set goes through the ANN
+  index with the filter as a prefilter, and should the index return fewer than k rows, an
+  exact ranking of the filtered rows replaces its answer;
+* every LanceDB query of a search (and the full-text and document reads of store/reader.py)
+  is built and run on LanceDB's async table in one hop to its event loop
+  (:func:`run_query`): the sync API makes about seven hops per query, reads the table schema
+  several times and rebuilds the query in Python. The async handle and the loop are
+  LanceDB internals of the pinned 0.40 series; where either is missing, the sync API runs
+  the same query. ``ef`` is raised to ``refine_factor`` x k
+  when a deep candidate list needs it (LanceDB refuses a smaller one);
+* a table past the threshold without a vector index (a release from before the build, a
+  rollback target, a release a purge rewrote) is searched in memory too up to
+  :data:`EXACT_MAX_ROWS` chunks, past that by LanceDB's flat scan: slower, exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from store.records import Candidate
+from store.schema import HIT_COLUMNS
+
+if TYPE_CHECKING:
+    pass
+
+from store.ann import VECTOR_INDEX, AnnTuning, index_named
+
+log = logging.getLogger(__name__)
+
+#: a table without a vector index is searched in memory up to this many rows (~300 MB of
+#: vectors), past the threshold too (a release from before its build, a rollback target)
+EXACT_MAX_ROWS = 200_000
+#: what vector search returns of a row: its similarity stands for its vector
+ROW_COLUMNS = [c for c in HIT_COLUMNS if c != "vector"]
+
+
+#: matrix elements per matrix-vector product: below OpenBLAS's threshold for using a second
+#: thread (460,800). On this 2-core machine shared with other work, a threaded product waits
+#: for a time slice of the busy core: 12 ms for 3,000 x 384 under load, where one thread
+#: takes 0.2 ms (and a 100k scan is no slower single-threaded when idle)
+GEMV_ELEMENTS = 400_000
+
+
+def similarities(
+    matrix: npt.NDArray[np.float32], q: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """``matrix @ q``, in blocks of rows each computed on one thread (:data:`GEMV_ELEMENTS`)."""
+    n, dim = matrix.shape
+    rows = max(1, GEMV_ELEMENTS // max(dim, 1))
+    q = np.asarray(q, dtype=np.float32)
+    if n <= rows:
+        return np.asarray(matrix @ q, dtype=np.float32)
+    out = np.empty(n, dtype=np.float32)
+    for start in range(0, n, rows):
+        np.matmul(matrix[start : start + rows], q, out=out[start : start + rows])
+    return out
+
+
+@dataclass
+class _Exact:
+    """Every vector of one table version in memory, with the rows they belong to."""
+
+    rows: Any  # pyarrow.Table of HIT_COLUMNS
+    matrix: npt.NDArray[np.float32]
+    rowids: npt.NDArray[np.uint64]
+    order: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @classmethod
+    def load(cls, table: Any) -> _Exact:
+        data = table.search().select([*HIT_COLUMNS, "_rowid"]).limit(None).to_arrow()
+        vectors = data.column("vector").combine_chunks()
+        dim = vectors.type.list_size
+        matrix = np.asarray(vectors.values.to_numpy(zero_copy_only=False), dtype=np.float32)
+        matrix = matrix.reshape(-1, dim) if len(data) else np.zeros((0, dim), dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+        rowids = data.column("_rowid").to_numpy().astype(np.uint64)
+        return cls(data.drop(["_rowid", "vector"]), matrix, rowids, np.argsort(rowids))
+
+    def positions(self, rowids: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        sorted_ids = self.rowids[self.order]
+        at = np.searchsorted(sorted_ids, rowids)
+        at = np.clip(at, 0, max(len(sorted_ids) - 1, 0))
+        found = sorted_ids[at] == rowids if len(sorted_ids) else np.zeros(0, dtype=bool)
+        return np.asarray(self.order[at[found]], dtype=np.int64)
+
+    def search(
+        self, vector: npt.NDArray[np.float32], limit: int, subset: npt.NDArray[np.int64] | None
+    ) -> list[Candidate]:
+        q = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(q)) or 1.0
+        if subset is None:
+            sims = similarities(self.matrix, q / norm)
+            index = np.arange(len(sims))
+        else:
+            sims = similarities(self.matrix[subset], q / norm)
+            index = subset
+        if len(sims) == 0:
+            return []
+        k = min(limit, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        ranked = top[np.argsort(-sims[top], kind="stable")]
+        picked = self.rows.take(index[ranked])
+        return [
+            Candidate.from_row(row, similarity=float(sim))
+            for row, sim in zip(picked.to_pylist(), sims[ranked].tolist(), strict=True)
+        ]
+
+
+#: the filtered row sets (a prefilter's vectors) a :class:`VectorSearch` keeps in memory, in
+#: bytes of vectors all together (100,000 rows of 384 dimensions); the least recently used
+#: goes first
+SUBSET_CACHE_BYTES = 160 * 2**20
+#: the prefilters whose matching row count a :class:`VectorSearch` remembers
+COUNT_CACHE = 256
+
+
+@dataclass
+class _Subset:
+    """The vectors (normalized) and row ids of the rows one prefilter matches, in one table
+    version: an ACL key's searches are ranked exactly over them without reading them again."""
+
+    matrix: npt.NDArray[np.float32]
+    rowids: npt.NDArray[np.uint64]
+
+
+def async_table(table: Any) -> Any | None:
+    """The LanceDB table's async handle, through which a query is built and run in one hop to
+    LanceDB's event loop: the sync API makes about seven per query, reads the table's schema
+    on each and rebuilds the query in Python (~1.5 ms a query on this 2-core machine). None:
+    the sync API only."""
+    inner = getattr(table, "_table", None)
+    try:
+        from lancedb.table import AsyncTable
+    except ImportError:  # pragma: no cover - every supported LanceDB has it
+        return None
+    return inner if isinstance(inner, AsyncTable) else None
+
+
+def run_query(table: Any, build: Callable[[Any], Any]) -> Any | None:
+    """The Arrow table of the query ``build`` makes of ``table``'s async handle, built and
+    run in one hop; None when the table has no async handle (then use the sync API)."""
+    inner = async_table(table)
+    if inner is None:
+        return None
+    try:
+        from lancedb.background_loop import LOOP
+    except ImportError:  # pragma: no cover - LanceDB moved its loop: the sync API serves
+        return None
+
+    async def run() -> Any:
+        return await build(inner).to_arrow()
+
+    loop: Any = LOOP  # LanceDB's background event loop (untyped)
+    return loop.run(run())
+
+
+class VectorSearch:
+    """Vector search over one version of the chunks table by the path that fits it (module
+    docstring). Thread-safe; the in-memory matrix is loaded at the first query that needs
+    it, a prefilter's rows at its first search (and kept, least recently used out first)."""
+
+    def __init__(self, table: Any, tuning: AnnTuning) -> None:
+        self.table = table
+        self.tuning = tuning
+        self.rows = int(table.count_rows())
+        self.has_ann = index_named(table, VECTOR_INDEX) is not None
+        self._exact: _Exact | None = None
+        self._lock = threading.Lock()
+        self._subsets: OrderedDict[str, _Subset] = OrderedDict()
+        self._subset_bytes = 0
+        self._counts: OrderedDict[str, int] = OrderedDict()
+
+    @property
+    def path(self) -> str:
+        if self.has_ann:
+            return "ann"
+        return "exact" if self.rows <= max(self.tuning.ann_min_rows, EXACT_MAX_ROWS) else "flat"
+
+    def exact(self) -> _Exact:
+        with self._lock:
+            if self._exact is None:
+                self._exact = _Exact.load(self.table)
+            return self._exact
+
+    def search(
+        self, vector: npt.NDArray[np.float32], limit: int, where: str | None
+    ) -> list[Candidate]:
+        if self.rows == 0 or limit < 1:
+            return []
+        path = self.path
+        if path == "exact":
+            subset = None
+            if where:
+                ids = self._filtered_rowids(where)
+                subset = self.exact().positions(ids)
+            return self.exact().search(vector, limit, subset)
+        if path == "flat" or not where:
+            return self._lance(vector, limit, where, ann=path == "ann")
+        matching = self._count(where)
+        if matching == 0:
+            return []
+        if matching <= self.tuning.filtered_exact_rows:
+            return self._subset_search(vector, limit, where)
+        found = self._lance(vector, limit, where, ann=True)
+        if len(found) < min(limit, matching):  # the graph ran dry under the filter
+            return self._lance(vector, limit, where, ann=False)
+        return found
+
+    def _count(self, where: str) -> int:
+        """The rows ``where`` matches (remembered: the table version never changes)."""
+        with self._lock:
+            known = self._counts.get(where)
+            if known is not None:
+                self._counts.move_to_end(where)
+                return known
+        n = int(self.table.count_rows(where))
+        with self._lock:
+            self._counts[where] = n
+            while len(self._counts) > COUNT_CACHE:
+                self._counts.popitem(last=False)
+        return n
+
+    def _filtered_rowids(self, where: str) -> npt.NDArray[np.uint64]:
+        data = self.table.search().where(where).select(["_rowid"]).limit(None).to_arrow()
+        return np.asarray(data.column("_rowid").to_numpy(), dtype=np.uint64)
+
+    def _subset(self, where: str) -> _Subset:
+        """The vectors of the rows ``where`` matches, read once (through the scalar indexes)
+        and kept while :data:`SUBSET_CACHE_BYTES` allows."""
+        with self._lock:
+            found = self._subsets.get(where)
+            if found is not None:
+                self._subsets.move_to_end(where)
+                return found
+        data = (
+            self.table.search()
+            .where(where)
+            .select(["vector"])
+            .with_row_id(True)
+            .limit(None)
+            .to_arrow()
+        )
+        vectors = data.column("vector").combine_chunks()
+        dim = vectors.type.list_size
+        matrix = np.asarray(vectors.values.to_numpy(zero_copy_only=False), dtype=np.float32)
+        matrix = matrix.reshape(-1, dim) if len(data) else np.zeros((0, dim), dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+        rowids = np.asarray(data.column("_rowid").to_numpy(), dtype=np.uint64)
+        sub = _Subset(matrix, rowids)
+        with self._lock:
+            if where not in self._subsets and sub.matrix.nbytes <= SUBSET_CACHE_BYTES:
+                self._subsets[where] = sub
+                self._subset_bytes += sub.matrix.nbytes
+                while self._subset_bytes > SUBSET_CACHE_BYTES:
+                    _, old = self._subsets.popitem(last=False)
+                    self._subset_bytes -= old.matrix.nbytes
+        return sub
+
+    def _subset_search(
+        self, vector: npt.NDArray[np.float32], limit: int, where: str
+    ) -> list[Candidate]:
+        """Exact ranking of the rows ``where`` matches (the vectors in memory), then the
+        columns of the ``limit`` best read by row id."""
+        sub = self._subset(where)
+        if len(sub.rowids) == 0:
+            return []
+        q = np.asarray(vector, dtype=np.float32)
+        sims = similarities(sub.matrix, q / (float(np.linalg.norm(q)) or 1.0))
+        k = min(limit, len(sims))
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        ranked = top[np.argsort(-sims[top], kind="stable")]
+        ids = [int(i) for i in sub.rowids[ranked]]
+        rows = {int(r["_rowid"]): r for r in self._take(ids).to_pylist()}
+        return [
+            Candidate.from_row(rows[i], similarity=float(s))
+            for i, s in zip(ids, sims[ranked].tolist(), strict=True)
+            if i in rows
+        ]
+
+    def _take(self, rowids: list[int]) -> Any:
+        """The result columns (and ``_rowid``) of the rows ``rowids``, in any order."""
+        data = run_query(
+            self.table, lambda t: t.take_row_ids(rowids).select(ROW_COLUMNS).with_row_id()
+        )
+        if data is None:
+            data = self.table.take_row_ids(rowids).select(ROW_COLUMNS).with_row_id().to_arrow()
+        return data
+
+    def _ef(self, limit: int) -> int:
+        """HNSW's candidate list: ``ef``, and never fewer than the re-rank reads (LanceDB
+        refuses an ef below refine x k)."""
+        return max(self.tuning.ef, limit * self.tuning.refine)
+
+    def _lance(
+        self, vector: npt.NDArray[np.float32], limit: int, where: str | None, *, ann: bool
+    ) -> list[Candidate]:
+        vec = np.asarray(vector, dtype=np.float32)
+        columns = [*ROW_COLUMNS, "_distance"]
+        tuning = self.tuning
+
+        def build(t: Any) -> Any:
+            q = t.query().nearest_to(vec).column("vector").distance_type("cosine")
+            if ann:
+                q = q.nprobes(tuning.nprobes).refine_factor(tuning.refine)
+                if tuning.kind != "ivf_pq":
+                    q = q.ef(self._ef(limit))
+            else:
+                q = q.bypass_vector_index()
+            if where:
+                q = q.where(where)  # a prefilter (the async API's default)
+            return q.select(columns).limit(limit)
+
+        data = run_query(self.table, build)
+        if data is None:
+            s = self.table.search(vec, vector_column_name="vector").distance_type("cosine")
+            if ann:
+                s = s.nprobes(tuning.nprobes).refine_factor(tuning.refine)
+                if tuning.kind != "ivf_pq":
+                    s = s.ef(self._ef(limit))
+            else:
+                s = s.bypass_vector_index()
+            if where:
+                s = s.where(where, prefilter=True)
+            data = s.select(columns).limit(limit).to_arrow()
+        return [
+            Candidate.from_row(r, similarity=1.0 - float(r["_distance"]))
+            if r.get("_distance") is not None
+            else Candidate.from_row(r)
+            for r in data.to_pylist()
+        ]
