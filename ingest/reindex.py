@@ -32,6 +32,7 @@ does not record (an index from before they were recorded) are not compared.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ from enclave.settings import Settings
 if TYPE_CHECKING:
     from ingest.progress import Progress
     from ingest.promotion import ReleaseHooks
+
+
+#: a running re-index job is reported at least this often (``enclave sync``'s heartbeat)
+HEARTBEAT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,9 @@ class Drift:
 
     @property
     def key(self) -> str:
-        """Tells one target apart from another: the same changes from the same release."""
-        return json.dumps([self.release, self.changes])
+        """Tells one target apart from another: the same changes to the same table set (not
+        the release: every ordinary run that goes live makes a new one)."""
+        return json.dumps([self.tables, self.changes])
 
 
 def build_drift(settings: Settings) -> Drift | None:
@@ -110,6 +116,7 @@ def reindex_job(
     report: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
     """:func:`reindex` for ``drift``, as ``enclave sync`` runs it: ``report`` receives the job
+    (at least every :data:`HEARTBEAT_S` seconds, so a long gate run is no silence)
     (state ``running`` with the progress and ETA of the run, then ``live``, ``candidate`` or
     ``rejected`` with the release, or ``waiting``/``failed`` with what was raised, which is
     raised again) each time it changes. Returns what :func:`reindex` returns."""
@@ -130,6 +137,14 @@ def reindex_job(
         job["progress"] = line.get("progress")
         report(job)
 
+    done = threading.Event()
+
+    def heartbeat() -> None:  # the gate after the files reports no progress lines
+        while not done.wait(HEARTBEAT_S):
+            report(job)
+
+    beat = threading.Thread(target=heartbeat, name="reindex-heartbeat", daemon=True)
+    beat.start()
     try:
         out = reindex(settings, [Path(r) for r in roots], hooks=hooks, progress=progress)
     except WriterBusyError:
@@ -140,6 +155,8 @@ def reindex_job(
         job.update(state="failed", error=getattr(exc, "message", str(exc)))
         report(job)
         raise
+    finally:
+        done.set()
     rel = out.get("release") or {}
     job.update(
         state="live" if rel.get("promoted") else str(rel.get("state")),

@@ -24,11 +24,13 @@ the live release's tables were built with (ingest/reindex.py :func:`~ingest.rein
 settings are read when the process starts, so a restart after editing ``enclave.toml`` is
 the change), the next run is a **re-index** under ``sync.reindex = "auto"``: a complete new
 table set built as a candidate release while servers keep serving the live one, gated and
-promoted like any release; its progress and ETA are in the state (``reindex``). Until it is
-promoted, ordinary runs write the live set as it was built (:func:`~ingest.reindex.as_built`):
-an edit is still delivered within seconds, and the live set never mixes two chunkings or
-two embedders. A re-index the gate or the rails refuse is not tried again for the same
-change until the process restarts (``enclave releases promote --force`` serves it anyway).
+promoted like any release; its progress and ETA are in the state (``reindex``). It holds the
+writer lock while it builds: changes made meanwhile wait for the first run after it. While
+the live set does not match the settings (a refused re-index, ``sync.reindex = "off"``),
+ordinary runs write it as it was built (:func:`~ingest.reindex.as_built`): edits are still
+delivered within seconds, and the live set never mixes two chunkings or two embedders. A
+re-index the gate or the rails refuse is not tried again for the same change to the same
+table set until the process restarts (``enclave releases promote --force`` serves it anyway).
 
 Another writer (an ingest, a promote, ``enclave reindex``) holding the index's lock is waited
 for: the run is tried again every ``sync.lock_retry_s`` and the changes stay pending. Errors

@@ -173,7 +173,7 @@ def content_stems(text: str) -> list[str]:
 
 
 def answer_type(question: str) -> str:
-    """ "name", "quantity", "howto" or "other" (module docstring)."""
+    """ "name", "place", "quantity", "howto" or "other" (module docstring)."""
     if _NAME.search(question):
         return "name"
     if _WHERE.search(question):

@@ -316,3 +316,15 @@ def test_a_rejected_reindex_is_not_retried_and_edits_go_on(tmp_path: Path) -> No
     assert service.state["reindex"]["release"] == job["release"]
     assert service.state["last_release"]["state"] == "rejected"
     assert live_chunks(first) == chunks
+
+
+def test_a_refused_reindex_is_known_again_after_ordinary_releases() -> None:
+    """The re-index tried is keyed by the table set and the changes, not by the live release:
+    ordinary runs that go live in between do not start it again."""
+    from ingest.reindex import Drift
+
+    one = Drift("r-000004", None, ("chunk_tokens 200 -> 40",), {}, "hash-64")
+    later = Drift("r-000009", None, ("chunk_tokens 200 -> 40",), {}, "hash-64")
+    assert one.key == later.key
+    assert one.key != Drift("r-000009", "t-000002", one.changes, {}, "hash-64").key
+    assert one.key != Drift("r-000009", None, ("chunk_tokens 200 -> 60",), {}, "hash-64").key
