@@ -224,7 +224,7 @@ def test_a_failing_gate_is_never_served_and_a_scanned_page_is_answered(tmp_path:
         (docs / "d03.txt").rename(tmp_path / "d03.txt")
         write(docs, "d04.txt", "bravo4")
         wait_for(lambda: service.state["last_release"]["state"] == "rejected", 20, "the gate")
-        assert service.state["state"] == "blocked"
+        wait_for(lambda: service.state["state"] == "blocked", 10, "blocked by the gate")
         time.sleep(0.6)  # past the server's pointer poll
         assert found(base, "alpha3") == {"d03.txt"} and found(base, "bravo4") == set()
         # the file is back: the next candidate passes the gate and is served, edit included
@@ -268,8 +268,9 @@ def test_a_settings_change_reindexes_in_the_background(tmp_path: Path) -> None:
     assert Registry.at(first.lance_dir).live().tables is None  # type: ignore[union-attr]
     # with reindex auto: a complete new table set, promoted through the rails
     with serving(small) as live, running(SyncService(small, sync_roots(small))) as service:
-        wait_for(lambda: (service.state.get("reindex") or {}).get("state") == "live", 60,
-                 "the re-index")  # fmt: skip
+        wait_for(lambda: (service.state.get("last_run") or {}).get("trigger") == "reindex", 60,
+                 "the re-index run")  # fmt: skip
+        assert service.state["reindex"]["state"] == "live"  # reported before the run's record
         job = service.state["reindex"]
         assert job["changes"] == ["chunk_tokens 200 -> 40", "chunk_overlap 30 -> 0"]
         assert job["progress"]["files_done"] == 5 and job["progress"]["eta_s"] == 0.0
@@ -287,8 +288,8 @@ def test_a_settings_change_reindexes_in_the_background(tmp_path: Path) -> None:
         # the next edit goes to the new set, with the new chunking, and no second re-index
         write(docs, "f8.txt", "foxtrot8")
         wait_for(lambda: found(live.base_url, "foxtrot8") == {"f8.txt"}, 20, "the edit")
+        wait_for(lambda: service.state["last_run"]["trigger"] == "changes", 10, "its record")
         assert service.state["reindex"]["release"] == job["release"]
-        assert service.state["last_run"]["trigger"] == "changes"
 
 
 def test_a_rejected_reindex_is_not_retried_and_edits_go_on(tmp_path: Path) -> None:
