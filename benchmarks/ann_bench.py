@@ -3,7 +3,7 @@ hybrid retrieval, the build's time and memory, and a server's memory.
 
     .venv/bin/python benchmarks/ann_bench.py [--chunks 100000] [--queries 200] [--dir DIR]
         [--kind ivf_hnsw_sq|ivf_pq] [--ef 200] [--nprobes 20] [--refine N]
-        [--vectors spectrum|uniform] [--no-flat] [--serve-again] [--json]
+        [--vectors spectrum|uniform] [--row-cache-mb 1536] [--no-flat] [--serve-again] [--json]
 
 An index of ``--chunks`` chunks (384-dimension random unit vectors, ~80-word texts drawn
 from a Zipf vocabulary, 10 chunks per document, 1% of the documents readable by the group
@@ -22,7 +22,10 @@ scalar indexes, and adopted as the live release. Then:
   query's vector) measures: vector search p50/p95 (k = 10) and recall@10 against an exact
   numpy ranking; hybrid retrieval (vector + full-text + RRF, rag/retrieval.py) p50; the same
   for a key of group ``rare`` (1% of the chunks), with how many queries got their full
-  top_k; and its peak RSS.
+  top_k; and its peak RSS. Its row cache (``vector_index.row_cache_mb``; 0: off) is loaded
+  before the timings, as a server loads it when it starts serving a release: its size and
+  load time are reported. ``--serve-again --row-cache-mb 0`` and ``--serve-again`` on the
+  same ``--dir`` compare searches without and with it.
 
 Targets: 1M vector p50 <= 4 ms at recall@10 >= 0.96; hybrid p50 <= 25 ms; 100k vector p50
 <= 3 ms; 1% group top_k full, p50 <= 25 ms; server RSS <= 4 GiB at 1M.
@@ -171,6 +174,7 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
             "ef": args.ef,
             "nprobes": args.nprobes,
             "refine_factor": args.refine,
+            "row_cache_mb": args.row_cache_mb,
         },
     )
     live = LiveIndex(settings.index, tuning=AnnTuning.from_settings(settings.vector_index))
@@ -188,7 +192,13 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
 
     retriever = Retriever(settings, live, Stub())  # type: ignore[arg-type]
     rare = SearchFilters(groups=["rare"])
-    out: dict[str, Any] = {"release": reader.release_id, "path": reader.vector_searcher().path}  # type: ignore[union-attr]
+    searcher = reader.vector_searcher()
+    assert searcher is not None
+    out: dict[str, Any] = {"release": reader.release_id, "path": searcher.path}
+    started = time.perf_counter()
+    cache = searcher.load_row_cache()  # the server loads it when it starts serving the release
+    out["row_cache_load_s"] = round(time.perf_counter() - started, 2)
+    out["row_cache_mib"] = round(cache.nbytes / 2**20, 1) if cache is not None else 0
 
     def timed(fn: Any) -> tuple[list[float], list[Any]]:
         for i in range(min(5, len(texts))):
@@ -269,6 +279,9 @@ def main() -> None:
     parser.add_argument("--ef", type=int, default=100)
     parser.add_argument("--nprobes", type=int, default=20)
     parser.add_argument("--refine", type=int, default=None, help="vector_index.refine_factor")
+    parser.add_argument(
+        "--row-cache-mb", type=int, default=1536, help="vector_index.row_cache_mb (0: off)"
+    )
     parser.add_argument("--vectors", choices=sorted(SPREAD), default="spectrum")
     parser.add_argument("--no-flat", action="store_true")
     parser.add_argument(
@@ -370,6 +383,8 @@ def main() -> None:
             "--nprobes",
             str(args.nprobes),
             *(["--refine", str(args.refine)] if args.refine else []),
+            "--row-cache-mb",
+            str(args.row_cache_mb),
         ],
         env=env,
         capture_output=True,
@@ -395,6 +410,8 @@ def main() -> None:
         ("1% group hybrid p50 (ms)", s["group_hybrid_ms"]["p50"], "<= 25"),
         ("1% group top_k full (share)", s["group_full_topk"], "1.0"),
         ("server peak RSS (GiB)", s["rss_gib"], "<= 4 at 1M"),
+        ("row cache (MiB)", s["row_cache_mib"], "<= row_cache_mb"),
+        ("row cache load (s)", s["row_cache_load_s"], "reported"),
         ("pace: numpy 100k scan p50 (ms)", s["numpy_100k_ms"]["p50"], "7 when idle"),
         ("index build (s)", round(report["build"].get("build_s", 0), 1), "reported"),
         ("build process peak RSS <= (GiB)", report["build_peak_rss_gib_at_most"], "reported"),

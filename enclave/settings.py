@@ -378,6 +378,14 @@ class VectorIndexSettings(_Section):
         "(`enclave index optimize`); false = inside the run, before its release is recorded. "
         "On an s3:// index no vector index is built (exact or flat search)",
     )
+    row_cache_mb: int = Field(
+        default=1536,
+        ge=0,
+        description="with a vector index, the server holds every chunk but its text in "
+        "memory (ids, source, title, places and a float16 vector: ~920 bytes a chunk at 384 "
+        "dimensions) up to this many MiB: a search reads only the hits' text from disk and "
+        "ranks the index's candidates from memory; 0 = off",
+    )
 
 
 class SyncSettings(_Section):

@@ -130,6 +130,15 @@ class ReleaseCollector(Collector):
                 pass
         yield info
         yield promoted
+        searcher = self.index.reader().searcher_in_use()
+        cache = searcher.row_cache if searcher is not None else None
+        held = GaugeMetricFamily(
+            "enclave_row_cache_bytes",
+            "memory of the live release's row cache (store/vector_search.py; 0: not held, "
+            "or loading)",
+        )
+        held.add_metric([], float(cache.nbytes if cache is not None else 0))
+        yield held
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

@@ -88,6 +88,7 @@ class AnnTuning:
     retrain_share: float = 0.1
     filtered_exact_rows: int = 20_000
     background: bool = True
+    row_cache_mb: int = 1536
 
     @property
     def refine(self) -> int:
@@ -108,6 +109,7 @@ class AnnTuning:
             retrain_share=s.retrain_share,
             filtered_exact_rows=s.filtered_exact_rows,
             background=s.background,
+            row_cache_mb=s.row_cache_mb,
         )
 
 

@@ -172,6 +172,15 @@ class LiveIndex:
                 return  # e.g. its embedder is still loading: serve the current view meanwhile
             if searcher is not None and searcher.path == "exact":  # vectors loaded off-request
                 threading.Thread(target=searcher.exact, name="enclave-exact", daemon=True).start()
+            elif searcher is not None and searcher.path == "ann":  # row cache, off-request
+                served = self._view.searcher_in_use() if self._view is not None else None
+                previous = served.row_cache if served is not None else None
+                threading.Thread(
+                    target=searcher.load_row_cache,
+                    args=(previous,),
+                    name="enclave-rows",
+                    daemon=True,
+                ).start()
             self._view, self._pointer, self._stamp = view, pointer, stamp
             log.info("serving release %s", pointer.release)
         finally:

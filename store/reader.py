@@ -197,6 +197,10 @@ class TableReader:
                 self._search_key = key
             return self._search
 
+    def searcher_in_use(self) -> VectorSearch | None:
+        """The :class:`VectorSearch` this reader made last, if any (none is made here)."""
+        return self._search
+
     def _chunks_version(self, table: Any) -> int:
         """The version of the chunks table this reader reads now (a call to LanceDB's event
         loop; a pinned view knows it without one)."""
@@ -211,12 +215,17 @@ class TableReader:
         if table is None or not query:
             return []
         where = build_filter(filters)
-        columns = [*HIT_COLUMNS, "_score"]
+        searcher = self.vector_searcher()
+        cache = searcher.row_cache if searcher is not None else None
+        # with a row cache: row ids, scores and text; the other columns from the cache
+        columns = ["text", "_score"] if cache is not None else [*HIT_COLUMNS, "_score"]
 
         def build(t: Any) -> Any:
             q = t.query().nearest_to_text(query, columns=["text"])
             if where:
                 q = q.where(where)  # a prefilter (the async API's default)
+            if cache is not None:
+                q = q.with_row_id()
             return q.select(columns).limit(limit)
 
         try:  # no full-text index yet: vector search alone answers
@@ -225,22 +234,29 @@ class TableReader:
                 q = table.search(query, query_type="fts", fts_columns="text")
                 if where:
                     q = q.where(where, prefilter=True)
-                data = q.select(columns).limit(limit).to_arrow()
-            rows = data.to_pylist()
+                data = q.select(columns).with_row_id(cache is not None).limit(limit).to_arrow()
         except Exception:
             return []
-        return [
-            Candidate.from_row(
-                r, text_score=None if r.get("_score") is None else float(r["_score"])
-            )
-            for r in rows
-        ]
+        if cache is not None and searcher is not None:
+            found = data.to_pylist()
+            texts = {int(r["_rowid"]): r["text"] for r in found}
+            rows = searcher.hydrate(cache, list(texts), texts)
+            return [
+                Candidate.from_row(rows[int(r["_rowid"])], text_score=_score(r))
+                for r in found
+                if int(r["_rowid"]) in rows
+            ]
+        return [Candidate.from_row(r, text_score=_score(r)) for r in data.to_pylist()]
 
     def exact_index(self) -> ExactVectorIndex:
         """Every chunk's vector in memory, for exact search over many queries at once."""
         table = self._chunks()
         rows = table.to_arrow().select(HIT_COLUMNS).to_pylist() if table is not None else []
         return ExactVectorIndex(rows, self.dimension or 1)
+
+
+def _score(row: dict[str, Any]) -> float | None:
+    return None if row.get("_score") is None else float(row["_score"])
 
 
 _CHUNK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")

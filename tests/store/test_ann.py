@@ -5,7 +5,10 @@ path, readers answer while an index builds, and releases keep working with an in
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -110,6 +113,7 @@ def test_small_filtered_set_ranked_exactly_from_memory(indexed, monkeypatch) -> 
     reader = LiveIndex(store.path, check_s=0, tuning=tuning).reader()
     searcher = reader.vector_searcher()
     assert searcher is not None and searcher.path == "ann"
+    searcher.load_row_cache()  # the server's background load, done before the reads are counted
     where = "array_has_any(groups, make_array('rare'))"
     for _ in range(5):
         q = rng.standard_normal(DIM).astype(np.float32)
@@ -129,6 +133,97 @@ def test_small_filtered_set_ranked_exactly_from_memory(indexed, monkeypatch) -> 
     for prefix in ("/corp/doc0000", "/corp/doc0001"):  # 100 rows each: read, not kept
         assert len(reader.vector_search(q, 5, SearchFilters(path_prefix=prefix))) == 5
     assert list(searcher._subsets) == [key] and searcher._subset_bytes == 20 * DIM * 4
+
+
+def test_row_cache_answers_as_a_full_read_reading_only_the_text(indexed, monkeypatch) -> None:
+    """With the row cache a search asks LanceDB for row ids only, ranks the index's candidates
+    by the cached vectors and reads only the hits' text by row id; every hit is the same as
+    with every column read with the search: vector (ANN, prefiltered ANN, small filtered set)
+    and full-text (float16 vectors: cosines within 2e-3)."""
+    from store.vector_search import RowCache
+
+    store, _, _, _, rng = indexed
+    tuning = AnnTuning(ann_min_rows=300, filtered_exact_rows=30)
+    plain = LiveIndex(store.path, check_s=0, tuning=replace(tuning, row_cache_mb=0)).reader()
+    cached = LiveIndex(store.path, check_s=0, tuning=tuning).reader()
+    off, on = plain.vector_searcher(), cached.vector_searcher()
+    assert off is not None and on is not None and on.path == off.path == "ann"
+    assert off.load_row_cache() is None and on.load_row_cache() is not None
+    assert on.row_cache is not None and len(on.row_cache.rowids) == 500
+    assert RowCache.load(on.table, 1_000) is None  # past row_cache_mb: not held
+    reads: list[list[str]] = []
+    take = on._take
+    monkeypatch.setattr(on, "_take", lambda ids, cols: reads.append(cols) or take(ids, cols))
+    rare = SearchFilters(groups=["rare"])  # 20 rows: ranked from memory
+    common = SearchFilters(groups=["all"])  # 500: the ANN index, prefiltered
+    for filters in (None, rare, common):
+        for _ in range(3):
+            q = rng.standard_normal(DIM).astype(np.float32)
+            got, want = cached.vector_search(q, 12, filters), plain.vector_search(q, 12, filters)
+            assert len(got) == 12
+            assert [c.chunk_id for c in got] == [c.chunk_id for c in want]
+            for a, b in zip(got, want, strict=True):
+                assert _columns(a) == _columns(b)
+                assert a.similarity == pytest.approx(b.similarity, abs=2e-3)
+    for words in ("word7 part", "word25 part 3", "word49"):
+        got, want = cached.text_search(words, 8), plain.text_search(words, 8)
+        assert got and [c.chunk_id for c in got] == [c.chunk_id for c in want]
+        for a, b in zip(got, want, strict=True):
+            assert _columns(a) == _columns(b) and a.text_score == b.text_score
+            assert a.vector is not None and np.allclose(a.vector, b.vector, atol=2e-3)
+    assert reads and all(cols == ["text"] for cols in reads)  # the small filtered sets
+
+
+def test_a_new_release_row_cache_reads_only_the_rows_it_adds(indexed) -> None:
+    """The server's row cache of a new release reuses the served release's rows that are
+    still there and reads only the new ones; it equals a cache read in full."""
+    from store.vector_search import RowCache
+
+    store, releases, _, _, rng = indexed
+    live = LiveIndex(store.path, check_s=0, tuning=AnnTuning(ann_min_rows=300))
+    first = live.reader().vector_searcher()
+    assert first is not None
+    old = first.load_row_cache()
+    assert old is not None and old.rows_read == 500
+    snapshot = old.rows_of(old.rowids.tolist())
+    prepared = releases.prepare_head()
+    releases.begin_writes()
+    _write(store, 0, 1, rng)  # a document edited: its 10 rows deleted, 10 appended
+    _write(store, 50, 2, rng)  # two new documents
+    store.compact(TUNING)
+    releases.promote(releases.record_candidate(prepared.parent, {}), by="test")
+    deadline = time.monotonic() + 20
+    while True:  # the server loads it in the background once it serves the release
+        searcher = live.reader().vector_searcher()
+        assert searcher is not None and searcher is not first
+        cache = searcher.row_cache
+        if cache is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert cache is not None and cache.rows_read == 30 and len(cache.rowids) == 520
+    assert cache.arena is old.arena  # appended to, shared: the old release's view still reads
+    after = old.rows_of(old.rowids.tolist())
+    assert len(after) == 500 and after.keys() == snapshot.keys()
+    assert all(np.array_equal(after[r]["vector"], snapshot[r]["vector"]) for r in after)
+    assert all(after[r]["chunk_id"] == snapshot[r]["chunk_id"] for r in after)
+    from server.prometheus import ReleaseCollector
+
+    shown = {f.name: f.samples[0].value for f in ReleaseCollector(live).collect() if f.samples}
+    assert shown["enclave_row_cache_bytes"] == cache.nbytes > 0  # what /metrics shows
+    full = RowCache.load(searcher.table, 2**30)
+    assert full is not None and sorted(full.rowids.tolist()) == sorted(cache.rowids.tolist())
+    ids = full.rowids.tolist()
+    got, want = cache.rows_of(ids), full.rows_of(ids)
+    for rid in ids:
+        assert {k: v for k, v in got[rid].items() if k != "vector"} == {
+            k: v for k, v in want[rid].items() if k != "vector"
+        }
+        assert np.array_equal(got[rid]["vector"], want[rid]["vector"])
+
+
+def _columns(c: Any) -> tuple[Any, ...]:
+    """A candidate's chunk columns (all but its vector and scores)."""
+    return tuple(v for k, v in vars(c).items() if k not in ("vector", "similarity", "text_score"))
 
 
 def test_similarities_in_single_thread_blocks_equal_one_product() -> None:
