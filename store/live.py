@@ -177,7 +177,7 @@ class LiveIndex:
                 previous = served.row_cache if served is not None else None
                 threading.Thread(
                     target=searcher.load_row_cache,
-                    args=(previous,),
+                    args=([previous] if previous is not None else None,),  # emptied there
                     name="enclave-rows",
                     daemon=True,
                 ).start()

@@ -215,7 +215,10 @@ class TableReader:
         if table is None or not query:
             return []
         where = build_filter(filters)
-        searcher = self.vector_searcher()
+        try:
+            searcher = self.vector_searcher()
+        except Exception:  # the full-text search does not depend on it
+            searcher = None
         cache = searcher.row_cache if searcher is not None else None
         # with a row cache: row ids, scores and text; the other columns from the cache
         columns = ["text", "_score"] if cache is not None else [*HIT_COLUMNS, "_score"]
@@ -240,7 +243,7 @@ class TableReader:
         if cache is not None and searcher is not None:
             found = data.to_pylist()
             texts = {int(r["_rowid"]): r["text"] for r in found}
-            rows = searcher.hydrate(cache, list(texts), texts)
+            rows = searcher.hydrate(cache, list(texts), texts, vectors=True)
             return [
                 Candidate.from_row(rows[int(r["_rowid"])], text_score=_score(r))
                 for r in found

@@ -43,8 +43,9 @@ store/ann.py):
   text alike. At 1M chunks: vector p50 6.8 -> 3.9 ms, hybrid 25 -> 14 ms (README). The
   cache of a new release of the same table is built on the served one's (an append-only
   arena shared by both): only the rows it adds are read (0.2 s at 1M chunks, against
-  6 s for a full read). Until it is loaded, or where it does not fit, every column is read
-  with the search;
+  6 s for a full read). Vector hits carry their similarity, not their vector, as without
+  the cache; full-text hits carry their vector (float16, from memory). Until it is loaded,
+  or where it does not fit, every column is read with the search;
 * a table past the threshold without a vector index (a release from before the build, a
   rollback target, a release a purge rewrote) is searched in memory too up to
   :data:`EXACT_MAX_ROWS` chunks, past that by LanceDB's flat scan: slower, exact.
@@ -82,10 +83,17 @@ ROW_COLUMNS = [c for c in HIT_COLUMNS if c != "vector"]
 CACHED_COLUMNS = [c for c in ROW_COLUMNS if c != "text"]
 #: rows sampled to estimate a :class:`RowCache`'s size before it is loaded
 CACHE_SAMPLE_ROWS = 2_000
+#: with a row cache, the text is read with the index's candidates while they are at most
+#: this many times k (IVF_HNSW_SQ's 2 x k); more (IVF_PQ's 50 x k) have their k best's text
+#: read by row id after the ranking
+TEXT_WITH_SEARCH = 4
 #: a new version's :class:`RowCache` is read in full, not built on an earlier version's
 #: arena, when the rows the arena holds that the new version lacks (deleted, rewritten by a
 #: compaction) would pass this share of the new version's rows
 GARBAGE_MAX = 0.5
+#: pieces an arena grows to (one per version that added rows) before a full read makes one
+#: again: a search takes its hits' columns from each piece they are in
+ARENA_TABLES_MAX = 64
 #: room for rows added by later versions, as a share of the rows a full read holds
 ARENA_ROOM = 0.25
 #: rows per batch while a :class:`RowCache` loads (24 MiB of float32 vectors of 384 dimensions)
@@ -229,12 +237,12 @@ class RowCache:
         places: npt.NDArray[np.int64],
         uri: str | None = None,
     ) -> None:
-        import pyarrow as pa
-
         self.arena = arena
         self.matrix = arena.matrix
-        tables = list(arena.tables)  # a newer version may append meanwhile: not seen here
-        self.rows = pa.concat_tables(tables) if tables else None
+        # the arena's tables as they are now (a newer version may append meanwhile), each in
+        # one piece: a take over a table of several pieces copies whole columns first
+        self.tables = list(arena.tables)
+        self.starts = np.cumsum([0, *(len(t) for t in self.tables)])
         self.rowids = rowids
         self.uri = uri  # the table's: a later version's cache may build on this one's arena
         order = np.argsort(rowids, kind="stable")
@@ -245,18 +253,12 @@ class RowCache:
         self.rows_read = len(rowids)
 
     @classmethod
-    def load(cls, table: Any, max_bytes: int, previous: RowCache | None = None) -> RowCache | None:
-        """The cache of ``table``, or None when its estimated size passes ``max_bytes``.
-        With the cache of an earlier version of the same table, only the rows its arena
-        lacks are read (a row id names the same row in every version: written rows never
-        change, an edit deletes a row and appends one, a compaction writes new row ids)."""
+    def load(cls, table: Any, max_bytes: int) -> RowCache | None:
+        """The cache of ``table`` read in full, or None when its estimated size passes
+        ``max_bytes``."""
         if max_bytes <= 0:
             return None
         uri = _table_uri(table)
-        if previous is not None and uri is not None and previous.uri == uri:
-            updated = cls._update(previous, table, max_bytes)
-            if updated is not None:
-                return updated
         total = int(table.count_rows())
         sample = table.search().select(CACHED_COLUMNS).limit(CACHE_SAMPLE_ROWS).to_arrow()
         dim = int(table.schema.field("vector").type.list_size)
@@ -299,10 +301,17 @@ class RowCache:
         return cache
 
     @classmethod
-    def _update(cls, previous: RowCache, table: Any, max_bytes: int) -> RowCache | None:
-        """This version's cache on ``previous``'s arena: the rows already there, and the
-        rows added since read by row id and appended. None when the arena has no room for
-        them or would hold too many rows this version lacks (then a full read)."""
+    def update(cls, previous: RowCache, table: Any, max_bytes: int) -> RowCache | None:
+        """The cache of ``table``, a later version of ``previous``'s table, on
+        ``previous``'s arena: the rows already there, and the rows added since read by row id
+        and appended (a row id names the same row in every version of a table: written rows
+        never change, an edit deletes a row and appends one, a compaction writes new row
+        ids). None when the table is another one, or the arena has no room for the new rows
+        or would hold too many rows this version lacks (then read it in full)."""
+        uri = _table_uri(table)
+        dim = int(table.schema.field("vector").type.list_size)
+        if uri is None or uri != previous.uri or dim != previous.matrix.shape[1]:
+            return None
         ids = run_query(table, lambda t: t.query().select([]).with_row_id())
         if ids is None:
             ids = table.search().select([]).with_row_id(True).limit(None).to_arrow()
@@ -310,21 +319,30 @@ class RowCache:
         places, held = previous.held(rowids)
         new = rowids[~held]
         arena = previous.arena
-        if len(new) > arena.room or arena.used + len(new) - len(rowids) > GARBAGE_MAX * len(rowids):
+        garbage = arena.used + len(new) - len(rowids)
+        if len(new) > arena.room or garbage > GARBAGE_MAX * len(rowids):
             return None
-        dim = arena.matrix.shape[1]
+        if new.size and len(arena.tables) >= ARENA_TABLES_MAX:
+            return None
         added: list[npt.NDArray[np.int64]] = []
         for start in range(0, len(new), LOAD_BATCH_ROWS):
             some = [int(r) for r in new[start : start + LOAD_BATCH_ROWS]]
-            data = _take_rows(table, some, [*CACHED_COLUMNS, "vector"])
-            if len(data) != len(some):
+            # the small columns and the vectors in two reads: a result kept for its small
+            # columns would keep the memory of its vectors too
+            rows = _take_rows(table, some, CACHED_COLUMNS)
+            vecs = _take_rows(table, some, ["vector"])
+            if len(rows) != len(some) or len(vecs) != len(some):
                 return None
-            new[start : start + len(some)] = data.column("_rowid").to_numpy()  # as read
-            block = data.column("vector").combine_chunks()
+            got = np.asarray(rows.column("_rowid").to_numpy(), dtype=np.uint64)
+            order = np.argsort(np.asarray(vecs.column("_rowid").to_numpy(), dtype=np.uint64))
+            align = order[np.argsort(np.argsort(got))]  # vecs' row for each of rows' rows
+            block = vecs.column("vector").combine_chunks()
             vectors = np.asarray(block.values.to_numpy(zero_copy_only=False), np.float32)
-            rows = data.select(CACHED_COLUMNS).cast(arena.tables[0].schema).combine_chunks()
-            at = arena.append(rows, vectors.reshape(len(data), dim))
-            added.append(np.arange(at, at + len(data), dtype=np.int64))
+            vectors = vectors.reshape(len(vecs), dim)[align]
+            kept = rows.select(CACHED_COLUMNS).cast(arena.tables[0].schema).combine_chunks()
+            at = arena.append(kept, vectors)
+            new[start : start + len(some)] = got  # in the order appended
+            added.append(np.arange(at, at + len(some), dtype=np.int64))
         cache = cls(
             arena,
             np.concatenate([rowids[held], new]),
@@ -350,16 +368,23 @@ class RowCache:
         pos, held = self.held(want)
         return pos, want[held].tolist()
 
-    def rows_of(self, rowids: list[int]) -> dict[int, dict[str, Any]]:
-        """The cached columns of ``rowids`` (those held), with ``vector``, by row id."""
+    def rows_of(self, rowids: list[int], vectors: bool = False) -> dict[int, dict[str, Any]]:
+        """The cached columns of ``rowids`` (those held) by row id; with ``vectors``, each
+        row's ``vector`` too (normalized)."""
         pos, held = self.positions(rowids)
-        if not held or self.rows is None:
+        if not held:
             return {}
-        picked = self.rows.take(pos).to_pylist()
-        vectors = self.matrix[pos].astype(np.float32)
-        return {
-            rid: {**row, "vector": vec} for rid, row, vec in zip(held, picked, vectors, strict=True)
-        }
+        rows: list[dict[str, Any]] = [{} for _ in held]
+        which = np.searchsorted(self.starts, pos, side="right") - 1
+        for t in np.unique(which).tolist():  # one take from each table the rows are in
+            at = np.flatnonzero(which == t)
+            local = pos[at] - self.starts[t]
+            for i, row in zip(at.tolist(), self.tables[t].take(local).to_pylist(), strict=True):
+                rows[i] = row
+        if vectors:
+            for row, vec in zip(rows, self.matrix[pos].astype(np.float32), strict=True):
+                row["vector"] = vec
+        return dict(zip(held, rows, strict=True))
 
     def rank(
         self, vector: npt.NDArray[np.float32], rowids: list[int], limit: int
@@ -486,40 +511,59 @@ class VectorSearch:
         """The :class:`RowCache` once loaded (:meth:`load_row_cache`); None until then."""
         return self._cache
 
-    def load_row_cache(self, previous: RowCache | None = None) -> RowCache | None:
+    def load_row_cache(self, handoff: list[RowCache] | None = None) -> RowCache | None:
         """Load the :class:`RowCache` of an ANN-indexed table (once; a second caller waits
-        for the first), from ``previous`` (an earlier version's) where it can. None: no
-        vector index, ``row_cache_mb`` 0, or too big for it."""
+        for the first). ``handoff``: a list holding the served release's cache, emptied
+        here: the new cache is built on it where it can be, else read in full without it
+        held (twice the memory otherwise). None: no vector index, ``row_cache_mb`` 0, or
+        too big for it."""
         with self._cache_lock:
-            if not self._cache_tried and self.path == "ann":
-                self._cache_tried = True
-                started = time.perf_counter()
+            if self._cache_tried or self.path != "ann":
+                return self._cache
+            self._cache_tried = True
+            started = time.perf_counter()
+            budget = self.tuning.row_cache_mb * 2**20
+            previous = handoff.pop() if handoff else None
+            cache = None
+            if previous is not None and budget > 0:
                 try:
-                    budget = self.tuning.row_cache_mb * 2**20
-                    self._cache = RowCache.load(self.table, budget, previous)
-                    if self._cache is not None:
-                        log.info(
-                            "row cache: %d chunks, %d MiB (%d read) in %.2f s",
-                            len(self._cache.rowids),
-                            self._cache.nbytes // 2**20,
-                            self._cache.rows_read,
-                            time.perf_counter() - started,
-                        )
-                except Exception as exc:  # every column is read with the search instead
-                    log.warning("cannot load the row cache: %s", exc)
-            return self._cache
+                    cache = RowCache.update(previous, self.table, budget)
+                except Exception as exc:  # read it in full instead
+                    log.warning("cannot update the row cache: %s", exc)
+            del previous
+            try:
+                if cache is None:
+                    cache = RowCache.load(self.table, budget)
+            except Exception as exc:  # every column is read with the search instead
+                log.warning("cannot load the row cache: %s", exc)
+            if cache is not None:
+                log.info(
+                    "row cache: %d chunks, %d MiB (%d read) in %.2f s",
+                    len(cache.rowids),
+                    cache.nbytes // 2**20,
+                    cache.rows_read,
+                    time.perf_counter() - started,
+                )
+            self._cache = cache
+            return cache
 
     def hydrate(
-        self, cache: RowCache, rowids: list[int], texts: dict[int, str] | None = None
+        self,
+        cache: RowCache,
+        rowids: list[int],
+        texts: dict[int, str] | None = None,
+        *,
+        vectors: bool = False,
     ) -> dict[int, dict[str, Any]]:
-        """The rows ``rowids`` (those that exist) by row id: their cached columns and
-        vector, and their text (from ``texts`` when the search read it, else by row id)."""
+        """The rows ``rowids`` (those that exist) by row id: their cached columns (with
+        ``vectors``, their vector too) and their text (from ``texts`` when the search read
+        it, else by row id)."""
         if not rowids:
             return {}
-        held = cache.rows_of(rowids)
+        held = cache.rows_of(rowids, vectors=vectors)
         if texts is None:
             texts = {int(r["_rowid"]): r["text"] for r in self._take(rowids, ["text"]).to_pylist()}
-        return {rid: {**held[rid], "text": texts[rid]} for rid in held if rid in texts}
+        return {rid: {**row, "text": texts[rid]} for rid, row in held.items() if rid in texts}
 
     def exact(self) -> _Exact:
         with self._lock:
@@ -646,7 +690,11 @@ class VectorSearch:
         # with row ids and text only (a column read with the search costs a quarter of one
         # read by row id after it), ranked here by their exact cosine; else LanceDB re-ranks
         depth = limit * tuning.refine if cache is not None and ann else limit
-        columns = ["text", "_distance"] if cache is not None else [*ROW_COLUMNS, "_distance"]
+        with_text = depth <= TEXT_WITH_SEARCH * limit  # else read for the k best only
+        if cache is None:
+            columns = [*ROW_COLUMNS, "_distance"]
+        else:
+            columns = ["text", "_distance"] if with_text else ["_distance"]
 
         def build(t: Any) -> Any:
             q = t.query().nearest_to(vec).column("vector").distance_type("cosine")
@@ -681,7 +729,9 @@ class VectorSearch:
         if cache is None:
             return [Candidate.from_row(r, similarity=_similarity(r)) for r in data.to_pylist()]
         found = [int(r) for r in data.column("_rowid").to_pylist()]
-        texts = dict(zip(found, data.column("text").to_pylist(), strict=True))
+        texts = (
+            dict(zip(found, data.column("text").to_pylist(), strict=True)) if with_text else None
+        )
         if ann:
             ranked = cache.rank(vec, found, limit)
         else:  # LanceDB's flat scan is exact: its own float32 distances

@@ -163,7 +163,7 @@ def test_row_cache_answers_as_a_full_read_reading_only_the_text(indexed, monkeyp
             assert len(got) == 12
             assert [c.chunk_id for c in got] == [c.chunk_id for c in want]
             for a, b in zip(got, want, strict=True):
-                assert _columns(a) == _columns(b)
+                assert _columns(a) == _columns(b) and a.vector is b.vector is None
                 assert a.similarity == pytest.approx(b.similarity, abs=2e-3)
     for words in ("word7 part", "word25 part 3", "word49"):
         got, want = cached.text_search(words, 8), plain.text_search(words, 8)
@@ -185,11 +185,11 @@ def test_a_new_release_row_cache_reads_only_the_rows_it_adds(indexed) -> None:
     assert first is not None
     old = first.load_row_cache()
     assert old is not None and old.rows_read == 500
-    snapshot = old.rows_of(old.rowids.tolist())
+    snapshot = old.rows_of(old.rowids.tolist(), vectors=True)
     prepared = releases.prepare_head()
     releases.begin_writes()
     _write(store, 0, 1, rng)  # a document edited: its 10 rows deleted, 10 appended
-    _write(store, 50, 2, rng)  # two new documents
+    new_vectors = _write(store, 50, 2, rng)  # two new documents
     store.compact(TUNING)
     releases.promote(releases.record_candidate(prepared.parent, {}), by="test")
     deadline = time.monotonic() + 20
@@ -202,7 +202,7 @@ def test_a_new_release_row_cache_reads_only_the_rows_it_adds(indexed) -> None:
         time.sleep(0.05)
     assert cache is not None and cache.rows_read == 30 and len(cache.rowids) == 520
     assert cache.arena is old.arena  # appended to, shared: the old release's view still reads
-    after = old.rows_of(old.rowids.tolist())
+    after = old.rows_of(old.rowids.tolist(), vectors=True)
     assert len(after) == 500 and after.keys() == snapshot.keys()
     assert all(np.array_equal(after[r]["vector"], snapshot[r]["vector"]) for r in after)
     assert all(after[r]["chunk_id"] == snapshot[r]["chunk_id"] for r in after)
@@ -213,12 +213,21 @@ def test_a_new_release_row_cache_reads_only_the_rows_it_adds(indexed) -> None:
     full = RowCache.load(searcher.table, 2**30)
     assert full is not None and sorted(full.rowids.tolist()) == sorted(cache.rowids.tolist())
     ids = full.rowids.tolist()
-    got, want = cache.rows_of(ids), full.rows_of(ids)
+    got, want = cache.rows_of(ids, vectors=True), full.rows_of(ids, vectors=True)
     for rid in ids:
         assert {k: v for k, v in got[rid].items() if k != "vector"} == {
             k: v for k, v in want[rid].items() if k != "vector"
         }
         assert np.array_equal(got[rid]["vector"], want[rid]["vector"])
+    # searches on the cache built on the old one: the same hits as reading every column
+    plain = LiveIndex(store.path, check_s=0, tuning=AnnTuning(ann_min_rows=300, row_cache_mb=0))
+    reader, plain_reader = live.reader(), plain.reader()
+    for q in [*rng.standard_normal((4, DIM)).astype(np.float32), *list(new_vectors.values())[:4]]:
+        a, b = reader.vector_search(q, 12), plain_reader.vector_search(q, 12)
+        assert [_columns(c) for c in a] == [_columns(c) for c in b]
+    for words in ("word0 part", "word51 part 2"):  # an edited and a new document
+        a, b = reader.text_search(words, 8), plain_reader.text_search(words, 8)
+        assert a and [_columns(c) for c in a] == [_columns(c) for c in b]
 
 
 def _columns(c: Any) -> tuple[Any, ...]:
