@@ -24,9 +24,10 @@ import numpy.typing as npt
 
 from store.ann import DEFAULT_TUNING, AnnTuning
 from store.exact import ExactVectorIndex
+from store.lance_query import run_query
 from store.records import Candidate, DocumentRecord, SearchFilters
 from store.schema import HEX_ID, HIT_COLUMNS, build_filter, sql_str
-from store.vector_search import VectorSearch, run_query
+from store.vector_search import VectorSearch
 
 #: columns of a chunk row shown by documents and lineage (the vector left out)
 CHUNK_COLUMNS = [c for c in HIT_COLUMNS if c != "vector"]

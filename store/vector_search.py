@@ -57,20 +57,17 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from store.records import Candidate
-from store.schema import HIT_COLUMNS
-
-if TYPE_CHECKING:
-    pass
-
 from store.ann import VECTOR_INDEX, AnnTuning, index_named
+from store.lance_query import run_query, take_rows
+from store.records import Candidate
+from store.row_cache import RowCache
+from store.schema import HIT_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -79,25 +76,10 @@ log = logging.getLogger(__name__)
 EXACT_MAX_ROWS = 200_000
 #: what vector search returns of a row: its similarity stands for its vector
 ROW_COLUMNS = [c for c in HIT_COLUMNS if c != "vector"]
-#: what :class:`RowCache` holds of every row: all but the text (read per hit) and the vector
-CACHED_COLUMNS = [c for c in ROW_COLUMNS if c != "text"]
-#: rows sampled to estimate a :class:`RowCache`'s size before it is loaded
-CACHE_SAMPLE_ROWS = 2_000
 #: with a row cache, the text is read with the index's candidates while they are at most
 #: this many times k (IVF_HNSW_SQ's 2 x k); more (IVF_PQ's 50 x k) have their k best's text
 #: read by row id after the ranking
 TEXT_WITH_SEARCH = 4
-#: a new version's :class:`RowCache` is read in full, not built on an earlier version's
-#: arena, when the rows the arena holds that the new version lacks (deleted, rewritten by a
-#: compaction) would pass this share of the new version's rows
-GARBAGE_MAX = 0.5
-#: pieces an arena grows to (one per version that added rows) before a full read makes one
-#: again: a search takes its hits' columns from each piece they are in
-ARENA_TABLES_MAX = 64
-#: room for rows added by later versions, as a share of the rows a full read holds
-ARENA_ROOM = 0.25
-#: rows per batch while a :class:`RowCache` loads (24 MiB of float32 vectors of 384 dimensions)
-LOAD_BATCH_ROWS = 16_384
 
 
 #: matrix elements per matrix-vector product: below OpenBLAS's threshold for using a second
@@ -188,297 +170,6 @@ class _Subset:
 
     matrix: npt.NDArray[np.float32]
     rowids: npt.NDArray[np.uint64]
-
-
-class _Arena:
-    """Append-only storage of the cached columns and vectors of one table's rows, shared by
-    the :class:`RowCache` of successive versions: a new version appends the rows it adds and
-    maps its row ids to positions here; nothing written is ever changed, so the caches of
-    older versions stay valid while a newer one appends."""
-
-    def __init__(self, capacity: int, dim: int) -> None:
-        # untouched rows of a zeroed matrix take no memory until written
-        self.matrix = np.zeros((capacity, dim), dtype=np.float16)
-        self.tables: list[Any] = []  # pyarrow.Tables of CACHED_COLUMNS, positions in order
-        self.used = 0
-        self.lock = threading.Lock()
-
-    @property
-    def room(self) -> int:
-        return len(self.matrix) - self.used
-
-    def append(self, rows: Any, vectors: npt.NDArray[np.float32]) -> int:
-        """Store ``rows`` and their ``vectors`` (normalized here); their first position."""
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        with self.lock:
-            start = self.used
-            if len(rows) > self.room:
-                raise ValueError("the row cache's arena is full")
-            self.matrix[start : start + len(rows)] = vectors / np.where(norms == 0, 1.0, norms)
-            self.tables.append(rows)
-            self.used += len(rows)
-            return start
-
-    def nbytes(self) -> int:
-        return int(self.used * self.matrix.shape[1] * 2 + sum(t.nbytes for t in self.tables))
-
-
-class RowCache:
-    """Every row of one table version but its text: :data:`CACHED_COLUMNS` and the vector
-    (normalized, float16: half the memory, cosine within ~1e-3). A search asks LanceDB for
-    row ids (and the text) only, ranks the index's candidates by their exact cosine here (in
-    place of LanceDB's re-rank, which reads the full vectors from disk) and takes the other
-    columns of the rows it returns from here."""
-
-    def __init__(
-        self,
-        arena: _Arena,
-        rowids: npt.NDArray[np.uint64],
-        places: npt.NDArray[np.int64],
-        uri: str | None = None,
-    ) -> None:
-        self.arena = arena
-        self.matrix = arena.matrix
-        # the arena's tables as they are now (a newer version may append meanwhile), each in
-        # one piece: a take over a table of several pieces copies whole columns first
-        self.tables = list(arena.tables)
-        self.starts = np.cumsum([0, *(len(t) for t in self.tables)])
-        self.rowids = rowids
-        self.uri = uri  # the table's: a later version's cache may build on this one's arena
-        order = np.argsort(rowids, kind="stable")
-        self.sorted_ids = rowids[order]
-        self.sorted_places = places[order]  # arena positions, in the order of sorted_ids
-        self.nbytes = arena.nbytes() + int(3 * rowids.nbytes)
-        #: rows read from disk to build this cache (the rest were in the arena already)
-        self.rows_read = len(rowids)
-
-    @classmethod
-    def load(cls, table: Any, max_bytes: int) -> RowCache | None:
-        """The cache of ``table`` read in full, or None when its estimated size passes
-        ``max_bytes``."""
-        if max_bytes <= 0:
-            return None
-        uri = _table_uri(table)
-        total = int(table.count_rows())
-        sample = table.search().select(CACHED_COLUMNS).limit(CACHE_SAMPLE_ROWS).to_arrow()
-        dim = int(table.schema.field("vector").type.list_size)
-        per_row = sample.nbytes / max(len(sample), 1) + 2 * dim + 24
-        if per_row * total > max_bytes:
-            log.info(
-                "row cache not held: ~%d MiB for %d chunks passes vector_index.row_cache_mb",
-                per_row * total / 2**20,
-                total,
-            )
-            return None
-        # two passes: the small columns, then the vectors a batch at a time into the arena
-        # (a batch kept for its small columns would keep its vectors' memory too)
-        data = table.search().select(CACHED_COLUMNS).with_row_id(True).limit(None).to_arrow()
-        rowids = np.asarray(data.column("_rowid").to_numpy(), dtype=np.uint64)
-        n = len(rowids)
-        arena = _Arena(n + int(n * ARENA_ROOM) + 1_024, dim)
-        arena.tables.append(data.drop(["_rowid"]).combine_chunks())
-        arena.used = n
-        cache = cls(arena, rowids, np.arange(n, dtype=np.int64), uri)
-        filled = 0
-        batches = stream_query(table, lambda t: t.query().select(["vector"]).with_row_id())
-        if batches is None:  # the sync API (it reads the whole result first)
-            query = table.search().select(["vector"]).with_row_id(True).limit(None)
-            batches = iter(query.to_batches(LOAD_BATCH_ROWS))
-        for batch in batches:
-            pos, held = cache.positions([int(r) for r in batch.column("_rowid").to_pylist()])
-            if len(held) != len(batch):  # the version is fixed: never
-                return None
-            vectors = batch.column("vector")
-            block = np.asarray(vectors.values.to_numpy(zero_copy_only=False), np.float32)
-            block = block.reshape(len(batch), dim)
-            norms = np.linalg.norm(block, axis=1, keepdims=True)
-            arena.matrix[pos] = block / np.where(norms == 0, 1.0, norms)
-            filled += len(batch)
-        del batches
-        _release_freed_memory()
-        if filled != n or cache.nbytes > max_bytes:
-            return None
-        return cache
-
-    @classmethod
-    def update(cls, previous: RowCache, table: Any, max_bytes: int) -> RowCache | None:
-        """The cache of ``table``, a later version of ``previous``'s table, on
-        ``previous``'s arena: the rows already there, and the rows added since read by row id
-        and appended (a row id names the same row in every version of a table: written rows
-        never change, an edit deletes a row and appends one, a compaction writes new row
-        ids). None when the table is another one, or the arena has no room for the new rows
-        or would hold too many rows this version lacks (then read it in full)."""
-        uri = _table_uri(table)
-        dim = int(table.schema.field("vector").type.list_size)
-        if uri is None or uri != previous.uri or dim != previous.matrix.shape[1]:
-            return None
-        ids = run_query(table, lambda t: t.query().select([]).with_row_id())
-        if ids is None:
-            ids = table.search().select([]).with_row_id(True).limit(None).to_arrow()
-        rowids = np.asarray(ids.column("_rowid").to_numpy(), dtype=np.uint64)
-        places, held = previous.held(rowids)
-        new = rowids[~held]
-        arena = previous.arena
-        garbage = arena.used + len(new) - len(rowids)
-        if len(new) > arena.room or garbage > GARBAGE_MAX * len(rowids):
-            return None
-        if new.size and len(arena.tables) >= ARENA_TABLES_MAX:
-            return None
-        added: list[npt.NDArray[np.int64]] = []
-        for start in range(0, len(new), LOAD_BATCH_ROWS):
-            some = [int(r) for r in new[start : start + LOAD_BATCH_ROWS]]
-            # the small columns and the vectors in two reads: a result kept for its small
-            # columns would keep the memory of its vectors too
-            rows = _take_rows(table, some, CACHED_COLUMNS)
-            vecs = _take_rows(table, some, ["vector"])
-            if len(rows) != len(some) or len(vecs) != len(some):
-                return None
-            got = np.asarray(rows.column("_rowid").to_numpy(), dtype=np.uint64)
-            order = np.argsort(np.asarray(vecs.column("_rowid").to_numpy(), dtype=np.uint64))
-            align = order[np.argsort(np.argsort(got))]  # vecs' row for each of rows' rows
-            block = vecs.column("vector").combine_chunks()
-            vectors = np.asarray(block.values.to_numpy(zero_copy_only=False), np.float32)
-            vectors = vectors.reshape(len(vecs), dim)[align]
-            kept = rows.select(CACHED_COLUMNS).cast(arena.tables[0].schema).combine_chunks()
-            at = arena.append(kept, vectors)
-            new[start : start + len(some)] = got  # in the order appended
-            added.append(np.arange(at, at + len(some), dtype=np.int64))
-        cache = cls(
-            arena,
-            np.concatenate([rowids[held], new]),
-            np.concatenate([places, *added]),
-            previous.uri,
-        )
-        cache.rows_read = len(new)
-        return cache if cache.nbytes <= max_bytes else None
-
-    def held(
-        self, rowids: npt.NDArray[np.uint64]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-        """Arena positions of the held rows among ``rowids``, and which of them are held."""
-        if len(rowids) == 0 or len(self.rowids) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(len(rowids), dtype=bool)
-        at = np.clip(np.searchsorted(self.sorted_ids, rowids), 0, len(self.sorted_ids) - 1)
-        held = self.sorted_ids[at] == rowids
-        return np.asarray(self.sorted_places[at[held]], dtype=np.int64), held
-
-    def positions(self, rowids: list[int]) -> tuple[npt.NDArray[np.int64], list[int]]:
-        """The rows of ``rowids`` that are held (their arena positions, and those row ids)."""
-        want = np.asarray(rowids, dtype=np.uint64)
-        pos, held = self.held(want)
-        return pos, want[held].tolist()
-
-    def rows_of(self, rowids: list[int], vectors: bool = False) -> dict[int, dict[str, Any]]:
-        """The cached columns of ``rowids`` (those held) by row id; with ``vectors``, each
-        row's ``vector`` too (normalized)."""
-        pos, held = self.positions(rowids)
-        if not held:
-            return {}
-        rows: list[dict[str, Any]] = [{} for _ in held]
-        which = np.searchsorted(self.starts, pos, side="right") - 1
-        for t in np.unique(which).tolist():  # one take from each table the rows are in
-            at = np.flatnonzero(which == t)
-            local = pos[at] - self.starts[t]
-            for i, row in zip(at.tolist(), self.tables[t].take(local).to_pylist(), strict=True):
-                rows[i] = row
-        if vectors:
-            for row, vec in zip(rows, self.matrix[pos].astype(np.float32), strict=True):
-                row["vector"] = vec
-        return dict(zip(held, rows, strict=True))
-
-    def rank(
-        self, vector: npt.NDArray[np.float32], rowids: list[int], limit: int
-    ) -> list[tuple[int, float]]:
-        """The ``limit`` of ``rowids`` closest to ``vector`` by cosine: (row id, cosine)."""
-        pos, held = self.positions(rowids)
-        if not held:
-            return []
-        q = np.asarray(vector, dtype=np.float32)
-        sims = self.matrix[pos].astype(np.float32) @ (q / (float(np.linalg.norm(q)) or 1.0))
-        best = np.argsort(-sims, kind="stable")[:limit]
-        return [(held[i], float(sims[i])) for i in best.tolist()]
-
-
-def _take_rows(table: Any, rowids: list[int], columns: list[str]) -> Any:
-    """``columns`` (and ``_rowid``) of the rows ``rowids`` of ``table``, in any order."""
-    data = run_query(table, lambda t: t.take_row_ids(rowids).select(columns).with_row_id())
-    if data is None:
-        data = table.take_row_ids(rowids).select(columns).with_row_id().to_arrow()
-    return data
-
-
-def _table_uri(table: Any) -> str | None:
-    uri = getattr(table, "uri", None)
-    return uri if isinstance(uri, str) else None
-
-
-def _release_freed_memory() -> None:
-    """Hand the memory a large read freed back to the system (glibc keeps it otherwise:
-    ~300 MB after the vectors of 1M chunks were read)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: its allocator decides
-        pass
-
-
-def async_table(table: Any) -> Any | None:
-    """The LanceDB table's async handle, through which a query is built and run in one hop to
-    LanceDB's event loop: the sync API makes about seven per query, reads the table's schema
-    on each and rebuilds the query in Python (~1.5 ms a query on this 2-core machine). None:
-    the sync API only."""
-    inner = getattr(table, "_table", None)
-    try:
-        from lancedb.table import AsyncTable
-    except ImportError:  # pragma: no cover - every supported LanceDB has it
-        return None
-    return inner if isinstance(inner, AsyncTable) else None
-
-
-def run_query(table: Any, build: Callable[[Any], Any]) -> Any | None:
-    """The Arrow table of the query ``build`` makes of ``table``'s async handle, built and
-    run in one hop; None when the table has no async handle (then use the sync API)."""
-    inner = async_table(table)
-    if inner is None:
-        return None
-    try:
-        from lancedb.background_loop import LOOP
-    except ImportError:  # pragma: no cover - LanceDB moved its loop: the sync API serves
-        return None
-
-    async def run() -> Any:
-        return await build(inner).to_arrow()
-
-    loop: Any = LOOP  # LanceDB's background event loop (untyped)
-    return loop.run(run())
-
-
-def stream_query(table: Any, build: Callable[[Any], Any]) -> Iterator[Any] | None:
-    """The record batches of the query ``build`` makes of ``table``'s async handle, read one
-    at a time (the caller's work on each runs on the caller's thread, not LanceDB's event
-    loop); None when the table has no async handle."""
-    inner = async_table(table)
-    if inner is None:
-        return None
-    try:
-        from lancedb.background_loop import LOOP
-    except ImportError:  # pragma: no cover - LanceDB moved its loop: the sync API serves
-        return None
-    loop: Any = LOOP
-
-    async def start() -> Any:
-        return await build(inner).to_batches(max_batch_length=LOAD_BATCH_ROWS)
-
-    def batches() -> Iterator[Any]:
-        reader = loop.run(start())
-        while True:
-            try:
-                yield loop.run(reader.__anext__())
-            except StopAsyncIteration:
-                return
-
-    return batches()
 
 
 class VectorSearch:
@@ -673,7 +364,7 @@ class VectorSearch:
 
     def _take(self, rowids: list[int], columns: list[str]) -> Any:
         """``columns`` (and ``_rowid``) of the rows ``rowids``, in any order."""
-        return _take_rows(self.table, rowids, columns)
+        return take_rows(self.table, rowids, columns)
 
     def _ef(self, limit: int) -> int:
         """HNSW's candidate list: ``ef``, and never fewer than the re-rank reads (LanceDB
