@@ -23,9 +23,8 @@ def async_table(table: Any) -> Any | None:
     return inner if isinstance(inner, AsyncTable) else None
 
 
-def run_query(table: Any, build: Callable[[Any], Any]) -> Any | None:
-    """The Arrow table of the query ``build`` makes of ``table``'s async handle, built and
-    run in one hop; None when the table has no async handle (then use the sync API)."""
+def _async(table: Any) -> tuple[Any, Any] | None:
+    """``table``'s async handle and LanceDB's background event loop, or None (the sync API)."""
     inner = async_table(table)
     if inner is None:
         return None
@@ -33,11 +32,20 @@ def run_query(table: Any, build: Callable[[Any], Any]) -> Any | None:
         from lancedb.background_loop import LOOP
     except ImportError:  # pragma: no cover - LanceDB moved its loop: the sync API serves
         return None
+    return inner, LOOP
+
+
+def run_query(table: Any, build: Callable[[Any], Any]) -> Any | None:
+    """The Arrow table of the query ``build`` makes of ``table``'s async handle, built and
+    run in one hop; None when the table has no async handle (then use the sync API)."""
+    handle = _async(table)
+    if handle is None:
+        return None
+    inner, loop = handle
 
     async def run() -> Any:
         return await build(inner).to_arrow()
 
-    loop: Any = LOOP  # LanceDB's background event loop (untyped)
     return loop.run(run())
 
 
@@ -45,14 +53,10 @@ def stream_query(table: Any, build: Callable[[Any], Any], batch_rows: int) -> It
     """The record batches of the query ``build`` makes of ``table``'s async handle, read one
     at a time (the caller's work on each runs on the caller's thread, not LanceDB's event
     loop); None when the table has no async handle."""
-    inner = async_table(table)
-    if inner is None:
+    handle = _async(table)
+    if handle is None:
         return None
-    try:
-        from lancedb.background_loop import LOOP
-    except ImportError:  # pragma: no cover - LanceDB moved its loop: the sync API serves
-        return None
-    loop: Any = LOOP
+    inner, loop = handle
 
     async def start() -> Any:
         return await build(inner).to_batches(max_batch_length=batch_rows)

