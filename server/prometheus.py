@@ -134,8 +134,7 @@ class ReleaseCollector(Collector):
         cache = searcher.row_cache if searcher is not None else None
         held = GaugeMetricFamily(
             "enclave_row_cache_bytes",
-            "memory of the live release's row cache (store/vector_search.py; 0: not held, "
-            "or loading)",
+            "memory of the live release's row cache (store/row_cache.py; 0: not held, or loading)",
         )
         held.add_metric([], float(cache.nbytes if cache is not None else 0))
         yield held

@@ -34,6 +34,24 @@ ARENA_ROOM = 0.25
 LOAD_BATCH_ROWS = 16_384
 
 
+def unit_vectors(column: Any) -> npt.NDArray[np.float32]:
+    """An Arrow column of fixed-size vectors as a float32 matrix of unit rows (a zero row
+    stays zero)."""
+    if hasattr(column, "combine_chunks"):  # a ChunkedArray: one array
+        column = column.combine_chunks()
+    dim = column.type.list_size
+    flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    matrix = flat.reshape(-1, dim)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.asarray(matrix / np.where(norms == 0, 1.0, norms), dtype=np.float32)
+
+
+def unit(vector: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    """``vector`` as float32 of length 1 (a zero vector stays zero)."""
+    q = np.asarray(vector, dtype=np.float32)
+    return np.asarray(q / (float(np.linalg.norm(q)) or 1.0), dtype=np.float32)
+
+
 class _Arena:
     """Append-only storage of the cached columns and vectors of one table's rows, shared by
     the :class:`RowCache` of successive versions: a new version appends the rows it adds and
@@ -52,13 +70,12 @@ class _Arena:
         return len(self.matrix) - self.used
 
     def append(self, rows: Any, vectors: npt.NDArray[np.float32]) -> int:
-        """Store ``rows`` and their ``vectors`` (normalized here); their first position."""
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        """Store ``rows`` and their unit ``vectors``; their first position."""
         with self.lock:
             start = self.used
             if len(rows) > self.room:
                 raise ValueError("the row cache's arena is full")
-            self.matrix[start : start + len(rows)] = vectors / np.where(norms == 0, 1.0, norms)
+            self.matrix[start : start + len(rows)] = vectors
             self.tables.append(rows)
             self.used += len(rows)
             return start
@@ -134,11 +151,7 @@ class RowCache:
             pos, held = cache.positions([int(r) for r in batch.column("_rowid").to_pylist()])
             if len(held) != len(batch):  # the version is fixed: never
                 return None
-            vectors = batch.column("vector")
-            block = np.asarray(vectors.values.to_numpy(zero_copy_only=False), np.float32)
-            block = block.reshape(len(batch), dim)
-            norms = np.linalg.norm(block, axis=1, keepdims=True)
-            arena.matrix[pos] = block / np.where(norms == 0, 1.0, norms)
+            arena.matrix[pos] = unit_vectors(batch.column("vector"))
             filled += len(batch)
         del batches
         _release_freed_memory()
@@ -182,9 +195,7 @@ class RowCache:
             got = np.asarray(rows.column("_rowid").to_numpy(), dtype=np.uint64)
             order = np.argsort(np.asarray(vecs.column("_rowid").to_numpy(), dtype=np.uint64))
             align = order[np.argsort(np.argsort(got))]  # vecs' row for each of rows' rows
-            block = vecs.column("vector").combine_chunks()
-            vectors = np.asarray(block.values.to_numpy(zero_copy_only=False), np.float32)
-            vectors = vectors.reshape(len(vecs), dim)[align]
+            vectors = unit_vectors(vecs.column("vector"))[align]
             kept = rows.select(CACHED_COLUMNS).cast(arena.tables[0].schema).combine_chunks()
             at = arena.append(kept, vectors)
             new[start : start + len(some)] = got  # in the order appended
@@ -239,8 +250,7 @@ class RowCache:
         pos, held = self.positions(rowids)
         if not held:
             return []
-        q = np.asarray(vector, dtype=np.float32)
-        sims = self.matrix[pos].astype(np.float32) @ (q / (float(np.linalg.norm(q)) or 1.0))
+        sims = self.matrix[pos].astype(np.float32) @ unit(vector)
         best = np.argsort(-sims, kind="stable")[:limit]
         return [(held[i], float(sims[i])) for i in best.tolist()]
 

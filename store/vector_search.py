@@ -66,7 +66,7 @@ import numpy.typing as npt
 from store.ann import VECTOR_INDEX, AnnTuning, index_named
 from store.lance_query import run_query, take_rows
 from store.records import Candidate
-from store.row_cache import RowCache
+from store.row_cache import RowCache, unit, unit_vectors
 from store.schema import HIT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -116,12 +116,7 @@ class _Exact:
     @classmethod
     def load(cls, table: Any) -> _Exact:
         data = table.search().select([*HIT_COLUMNS, "_rowid"]).limit(None).to_arrow()
-        vectors = data.column("vector").combine_chunks()
-        dim = vectors.type.list_size
-        matrix = np.asarray(vectors.values.to_numpy(zero_copy_only=False), dtype=np.float32)
-        matrix = matrix.reshape(-1, dim) if len(data) else np.zeros((0, dim), dtype=np.float32)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+        matrix = unit_vectors(data.column("vector"))
         rowids = data.column("_rowid").to_numpy().astype(np.uint64)
         return cls(data.drop(["_rowid", "vector"]), matrix, rowids, np.argsort(rowids))
 
@@ -135,13 +130,12 @@ class _Exact:
     def search(
         self, vector: npt.NDArray[np.float32], limit: int, subset: npt.NDArray[np.int64] | None
     ) -> list[Candidate]:
-        q = np.asarray(vector, dtype=np.float32)
-        norm = float(np.linalg.norm(q)) or 1.0
+        q = unit(vector)
         if subset is None:
-            sims = similarities(self.matrix, q / norm)
+            sims = similarities(self.matrix, q)
             index = np.arange(len(sims))
         else:
-            sims = similarities(self.matrix[subset], q / norm)
+            sims = similarities(self.matrix[subset], q)
             index = subset
         if len(sims) == 0:
             return []
@@ -328,12 +322,7 @@ class VectorSearch:
                 .limit(None)
                 .to_arrow()
             )
-            vectors = data.column("vector").combine_chunks()
-            dim = vectors.type.list_size
-            matrix = np.asarray(vectors.values.to_numpy(zero_copy_only=False), dtype=np.float32)
-            matrix = matrix.reshape(-1, dim) if len(data) else np.zeros((0, dim), dtype=np.float32)
-            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+            matrix = unit_vectors(data.column("vector"))
             rowids = np.asarray(data.column("_rowid").to_numpy(), dtype=np.uint64)
         sub = _Subset(matrix, rowids)
         with self._lock:
@@ -353,8 +342,7 @@ class VectorSearch:
         sub = self._subset(where)
         if len(sub.rowids) == 0:
             return []
-        q = np.asarray(vector, dtype=np.float32)
-        sims = similarities(sub.matrix, q / (float(np.linalg.norm(q)) or 1.0))
+        sims = similarities(sub.matrix, unit(vector))
         k = min(limit, len(sims))
         top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
         ranked = top[np.argsort(-sims[top], kind="stable")]
