@@ -138,6 +138,12 @@ class ReleaseCollector(Collector):
         )
         held.add_metric([], float(cache.nbytes if cache is not None else 0))
         yield held
+        text = GaugeMetricFamily(
+            "enclave_row_cache_text_bytes",
+            "disk taken by the row cache's text file beside the index (0: none)",
+        )
+        text.add_metric([], float(cache.text_bytes if cache is not None else 0))
+        yield text
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())

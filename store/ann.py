@@ -89,6 +89,7 @@ class AnnTuning:
     filtered_exact_rows: int = 20_000
     background: bool = True
     row_cache_mb: int = 1536
+    row_cache_text: bool = True
 
     @property
     def refine(self) -> int:
@@ -110,6 +111,7 @@ class AnnTuning:
             filtered_exact_rows=s.filtered_exact_rows,
             background=s.background,
             row_cache_mb=s.row_cache_mb,
+            row_cache_text=s.row_cache_text,
         )
 
 

@@ -221,8 +221,12 @@ class TableReader:
         except Exception:  # the full-text search does not depend on it
             searcher = None
         cache = searcher.row_cache if searcher is not None else None
-        # with a row cache: row ids, scores and text; the other columns from the cache
-        columns = ["text", "_score"] if cache is not None else [*HIT_COLUMNS, "_score"]
+        # with a row cache: row ids and scores (and the text where the cache has none); the
+        # other columns from the cache
+        if cache is None:
+            columns = [*HIT_COLUMNS, "_score"]
+        else:
+            columns = ["_score"] if cache.has_text else ["text", "_score"]
 
         def build(t: Any) -> Any:
             q = t.query().nearest_to_text(query, columns=["text"])
@@ -243,8 +247,9 @@ class TableReader:
             return []
         if cache is not None and searcher is not None:
             found = data.to_pylist()
-            texts = {int(r["_rowid"]): r["text"] for r in found}
-            rows = searcher.hydrate(cache, list(texts), texts, vectors=True)
+            ids = [int(r["_rowid"]) for r in found]
+            texts = None if cache.has_text else {int(r["_rowid"]): r["text"] for r in found}
+            rows = searcher.hydrate(cache, ids, texts, vectors=True)
             return [
                 Candidate.from_row(rows[int(r["_rowid"])], text_score=_score(r))
                 for r in found

@@ -136,25 +136,51 @@ def test_small_filtered_set_ranked_exactly_from_memory(indexed, monkeypatch) -> 
     assert list(searcher._subsets) == [key] and searcher._subset_bytes == 20 * DIM * 4
 
 
-def test_row_cache_answers_as_a_full_read_reading_only_the_text(indexed, monkeypatch) -> None:
-    """With the row cache a search asks LanceDB for row ids only, ranks the index's candidates
-    by the cached vectors and reads only the hits' text by row id; every hit is the same as
-    with every column read with the search: vector (ANN, prefiltered ANN, small filtered set)
-    and full-text (float16 vectors: cosines within 2e-3)."""
+@pytest.mark.parametrize("text_file", [True, False], ids=["text-file", "no-text-file"])
+def test_row_cache_answers_as_a_full_read_reading_only_row_ids(
+    indexed, monkeypatch, text_file: bool
+) -> None:
+    """With the row cache a search asks LanceDB for row ids (and scores) only, ranks the
+    index's candidates by the cached vectors and takes every column from the cache, the text
+    from its text file (where none can be made: the text read with the search, or by row id
+    for a small filtered set); every hit is the same as with every column read with the
+    search: vector (ANN, prefiltered ANN, small filtered set) and full-text (float16
+    vectors: cosines within 2e-3)."""
+    import store.reader
+    import store.row_cache
+    import store.vector_search
     from store.row_cache import RowCache
 
-    store, _, _, _, rng = indexed
+    if not text_file:
+
+        def no_file(*args: Any) -> Any:
+            raise OSError("no room")
+
+        monkeypatch.setattr(store.row_cache, "TextFile", no_file)
+    store_, _, _, _, rng = indexed
     tuning = AnnTuning(ann_min_rows=300, filtered_exact_rows=30)
-    plain = LiveIndex(store.path, check_s=0, tuning=replace(tuning, row_cache_mb=0)).reader()
-    cached = LiveIndex(store.path, check_s=0, tuning=tuning).reader()
+    plain = LiveIndex(store_.path, check_s=0, tuning=replace(tuning, row_cache_mb=0)).reader()
+    cached = LiveIndex(store_.path, check_s=0, tuning=tuning).reader()
     off, on = plain.vector_searcher(), cached.vector_searcher()
     assert off is not None and on is not None and on.path == off.path == "ann"
     assert off.load_row_cache() is None and on.load_row_cache() is not None
     assert on.row_cache is not None and len(on.row_cache.rowids) == 500
+    assert on.row_cache.has_text is text_file
     assert RowCache.load(on.table, 1_000) is None  # past row_cache_mb: not held
     reads: list[list[str]] = []
     take = on._take
     monkeypatch.setattr(on, "_take", lambda ids, cols: reads.append(cols) or take(ids, cols))
+    searched: list[list[str]] = []  # the columns LanceDB's searches returned
+    for module in (store.vector_search, store.reader):
+        run = module.run_query
+
+        def spy(table: Any, build: Any, run: Any = run) -> Any:
+            data = run(table, build)
+            if "_rowid" in data.column_names:  # the cached reader's (the plain one's: none)
+                searched.append(data.column_names)
+            return data
+
+        monkeypatch.setattr(module, "run_query", spy)
     rare = SearchFilters(groups=["rare"])  # 20 rows: ranked from memory
     common = SearchFilters(groups=["all"])  # 500: the ANN index, prefiltered
     for filters in (None, rare, common):
@@ -173,7 +199,32 @@ def test_row_cache_answers_as_a_full_read_reading_only_the_text(indexed, monkeyp
         for a, b in zip(got, want, strict=True):
             assert _columns(a) == _columns(b) and a.text_score == b.text_score
             assert a.vector is not None and np.allclose(a.vector, b.vector, atol=2e-3)
-    assert reads and all(cols == ["text"] for cols in reads)  # the small filtered sets
+    assert searched and all(("text" in cols) is not text_file for cols in searched)
+    if text_file:
+        assert reads == []  # nothing read by row id
+    else:
+        assert reads and all(cols == ["text"] for cols in reads)  # the small filtered sets
+
+
+def test_text_file_holds_each_row_text(tmp_path: Path) -> None:
+    """The row cache's text file gives back each row's text as written: rows out of order,
+    several chunks, a sliced array, empty, missing and non-ASCII texts; it leaves no file."""
+    import pyarrow as pa
+
+    from store.row_cache import TextFile
+
+    texts = ["alpha", "", None, "Grüße, 東京", "x" * 5000, "last"]
+    column = pa.chunked_array([pa.array(texts[:2]), pa.array(["skip", *texts[2:]])[1:]])
+    where = tmp_path / "index"
+    where.mkdir()
+    file = TextFile(10, str(where))
+    positions = np.array([7, 0, 3, 9, 1, 4], dtype=np.int64)
+    file.write(positions, column)
+    file.write(np.array([5], dtype=np.int64), pa.array(["after"], type=pa.large_string()))
+    got = file.read(np.array([0, 1, 3, 4, 5, 7, 9], dtype=np.int64))
+    assert got == ["", "x" * 5000, None, "last", "after", "alpha", "Grüße, 東京"]
+    assert file.size == sum(len(t.encode()) for t in texts if t) + len("after")
+    assert list(where.iterdir()) == []  # unnamed: removed with the process
 
 
 def test_a_new_release_row_cache_reads_only_the_rows_it_adds(indexed) -> None:
@@ -212,9 +263,16 @@ def test_a_new_release_row_cache_reads_only_the_rows_it_adds(indexed) -> None:
 
     shown = {f.name: f.samples[0].value for f in ReleaseCollector(live).collect() if f.samples}
     assert shown["enclave_row_cache_bytes"] == cache.nbytes > 0  # what /metrics shows
+    assert shown["enclave_row_cache_text_bytes"] == cache.text_bytes > 0
     full = RowCache.load(searcher.table, 2**30)
     assert full is not None and sorted(full.rowids.tolist()) == sorted(cache.rowids.tolist())
     ids = full.rowids.tolist()
+    texts = cache.texts_of(ids)
+    assert texts is not None and len(texts) == 520 and texts == full.texts_of(ids)
+    stored = searcher.table.search().select(["text"]).with_row_id(True).limit(None).to_arrow()
+    assert texts == dict(
+        zip(stored.column("_rowid").to_pylist(), stored.column("text").to_pylist(), strict=True)
+    )
     got, want = cache.rows_of(ids, vectors=True), full.rows_of(ids, vectors=True)
     for rid in ids:
         assert {k: v for k, v in got[rid].items() if k != "vector"} == {
