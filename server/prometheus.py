@@ -140,7 +140,8 @@ class ReleaseCollector(Collector):
         yield held
         text = GaugeMetricFamily(
             "enclave_row_cache_text_bytes",
-            "disk taken by the row cache's text file beside the index (0: none)",
+            "bytes in the row cache's text file (beside the index, else in the system's "
+            "temporary directory; 0: none)",
         )
         text.add_metric([], float(cache.text_bytes if cache is not None else 0))
         yield text

@@ -10,6 +10,7 @@ import logging
 import os
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,6 +73,7 @@ class TextFile:
     def __init__(self, capacity: int, where: str | None) -> None:
         self.file: IO[bytes] = _unnamed_file(where)
         self.fd = self.file.fileno()
+        weakref.finalize(self, self.file.close)  # with the last cache of its arena
         # untouched pages of zeroed arrays take no memory until written
         self.offsets = np.zeros(capacity, dtype=np.int64)
         self.lengths = np.full(capacity, -1, dtype=np.int32)  # -1: no text (null)
@@ -225,7 +227,12 @@ class RowCache:
                 return None
             arena.matrix[pos] = unit_vectors(batch.column("vector"))
             if arena.text is not None:
-                arena.text.write(pos, batch.column("text"))
+                try:
+                    arena.text.write(pos, batch.column("text"))
+                except OSError as exc:  # a full disk: the cache without it (no one shares it yet)
+                    log.warning("row cache without its text file (read with each search): %s", exc)
+                    arena.text.file.close()
+                    arena.text = None
             filled += len(batch)
         del batches
         _release_freed_memory()
@@ -366,22 +373,26 @@ def _chunks(column: Any) -> list[Any]:
 
 def _unnamed_file(where: str | None) -> IO[bytes]:
     """A temporary file without a name (the system removes it when it is closed or the
-    process ends) in ``where``, else in the system's temporary directory."""
+    process ends) in ``where``, else in the system's temporary directory (said in the log:
+    where that is a memory file system, the text takes memory)."""
     try:
         return tempfile.TemporaryFile(buffering=0, dir=where, prefix=".enclave-text-")
-    except OSError:
+    except OSError as exc:
         if where is None:
             raise
+        log.warning(
+            "row cache text file in %s, not beside the index (%s)", tempfile.gettempdir(), exc
+        )
         return tempfile.TemporaryFile(buffering=0, prefix="enclave-text-")
 
 
 def _text_file(capacity: int, uri: str | None) -> TextFile | None:
     """A :class:`TextFile` beside the index of the table at ``uri`` (on its disk, which holds
     that text already), or None when none can be made (the texts are read with the search)."""
-    where = None
-    if uri is not None and "://" not in uri and Path(uri).parent.is_dir():
-        where = str(Path(uri).parent)
     try:
+        where = None
+        if uri is not None and "://" not in uri and Path(uri).parent.is_dir():
+            where = str(Path(uri).parent)
         return TextFile(capacity, where)
     except OSError as exc:
         log.warning("row cache without its text file (read with each search): %s", exc)

@@ -41,13 +41,14 @@ store/ann.py):
   would cost 0.9 ms at 100k chunks, 1.6-2 ms at 1M), ranks them by their exact cosine from
   memory (LanceDB's own re-rank reads the full vectors from disk) and takes every column of
   the k best from the cache; a full-text search asks for row ids and scores alike. At 1M
-  chunks: vector p50 5.6 -> 3.8-4.4 ms with the text file, 6.8-7.3 ms without the cache
-  (README). Without a text file, the candidates' text is read with them. The cache of a
-  new release of the same table is built on the served one's (an append-only arena shared
-  by both): only the rows it adds are read (0.2 s at 1M chunks, against 6-9 s for a full
-  read). Vector hits carry their similarity, not their vector, as without the cache;
-  full-text hits carry their vector (float16, from memory). Until it is loaded, or where it
-  does not fit, every column is read with the search;
+  chunks: vector p50 3.9-4.2 ms with the text file, 5.4-6.2 ms with the cache but the text
+  read from LanceDB, 6.8-7.3 ms without the cache (README). Without a text file, the
+  candidates' text is read with them. The cache of a new release of the same table is built
+  on the served one's (an append-only arena shared by both): only the rows it adds are read
+  (0.2 s at 1M chunks, against 6-9 s for a full read). Vector hits carry their similarity,
+  not their vector, as without the cache; full-text hits carry their vector (float16, from
+  memory). Until it is loaded, or where it does not fit, every column is read with the
+  search;
 * a table past the threshold without a vector index (a release from before the build, a
   rollback target, a release a purge rewrote) is searched in memory too up to
   :data:`EXACT_MAX_ROWS` chunks, past that by LanceDB's flat scan: slower, exact.
@@ -352,7 +353,7 @@ class VectorSearch:
         ranked = top[np.argsort(-sims[top], kind="stable")]
         ids = [int(i) for i in sub.rowids[ranked]]
         cache = self._cache
-        if cache is not None:  # only the text from disk
+        if cache is not None:  # from the cache (the text from LanceDB without its file)
             rows = self.hydrate(cache, ids)
         else:
             rows = {int(r["_rowid"]): r for r in self._take(ids, ROW_COLUMNS).to_pylist()}

@@ -136,9 +136,9 @@ def test_small_filtered_set_ranked_exactly_from_memory(indexed, monkeypatch) -> 
     assert list(searcher._subsets) == [key] and searcher._subset_bytes == 20 * DIM * 4
 
 
-@pytest.mark.parametrize("text_file", [True, False], ids=["text-file", "no-text-file"])
+@pytest.mark.parametrize("text", ["file", "no-file", "full-disk"])
 def test_row_cache_answers_as_a_full_read_reading_only_row_ids(
-    indexed, monkeypatch, text_file: bool
+    indexed, monkeypatch, text: str
 ) -> None:
     """With the row cache a search asks LanceDB for row ids (and scores) only, ranks the
     index's candidates by the cached vectors and takes every column from the cache, the text
@@ -151,12 +151,14 @@ def test_row_cache_answers_as_a_full_read_reading_only_row_ids(
     import store.vector_search
     from store.row_cache import RowCache
 
-    if not text_file:
+    def no_room(*args: Any) -> Any:
+        raise OSError(28, "No space left on device")
 
-        def no_file(*args: Any) -> Any:
-            raise OSError("no room")
-
-        monkeypatch.setattr(store.row_cache, "TextFile", no_file)
+    text_file = text == "file"
+    if text == "no-file":  # none can be made
+        monkeypatch.setattr(store.row_cache, "TextFile", no_room)
+    elif text == "full-disk":  # made, but its writes fail: the cache holds without it
+        monkeypatch.setattr(store.row_cache.os, "pwrite", no_room)
     store_, _, _, _, rng = indexed
     tuning = AnnTuning(ann_min_rows=300, filtered_exact_rows=30)
     plain = LiveIndex(store_.path, check_s=0, tuning=replace(tuning, row_cache_mb=0)).reader()
