@@ -3,7 +3,8 @@ hybrid retrieval, the build's time and memory, and a server's memory.
 
     .venv/bin/python benchmarks/ann_bench.py [--chunks 100000] [--queries 200] [--dir DIR]
         [--kind ivf_hnsw_sq|ivf_pq] [--ef 200] [--nprobes 20] [--refine N]
-        [--vectors spectrum|uniform] [--row-cache-mb 1536] [--no-flat] [--serve-again] [--json]
+        [--vectors spectrum|uniform] [--row-cache-mb 1536] [--no-row-cache-text] [--no-flat]
+        [--serve-again] [--json]
 
 An index of ``--chunks`` chunks (384-dimension random unit vectors, ~80-word texts drawn
 from a Zipf vocabulary, 10 chunks per document, 1% of the documents readable by the group
@@ -25,7 +26,8 @@ scalar indexes, and adopted as the live release. Then:
   top_k; and its peak RSS. Its row cache (``vector_index.row_cache_mb``; 0: off) is loaded
   before the timings, as a server loads it when it starts serving a release: its size and
   load time are reported. ``--serve-again --row-cache-mb 0`` and ``--serve-again`` on the
-  same ``--dir`` compare searches without and with it.
+  same ``--dir`` compare searches without and with it; ``--no-row-cache-text`` keeps it but
+reads the text with each search (``vector_index.row_cache_text = false``).
 
 Targets: 1M vector p50 <= 4 ms at recall@10 >= 0.96; hybrid p50 <= 25 ms; 100k vector p50
 <= 3 ms; 1% group top_k full, p50 <= 25 ms; server RSS <= 4 GiB at 1M.

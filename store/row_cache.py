@@ -74,7 +74,7 @@ class TextFile:
         self.file: IO[bytes] = _unnamed_file(where)
         self.fd = self.file.fileno()
         weakref.finalize(self, self.file.close)  # with the last cache of its arena
-        # untouched pages of zeroed arrays take no memory until written
+        # untouched pages of the zeroed offsets take no memory until written
         self.offsets = np.zeros(capacity, dtype=np.int64)
         self.lengths = np.full(capacity, -1, dtype=np.int32)  # -1: no text (null)
         self.size = 0

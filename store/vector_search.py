@@ -379,27 +379,28 @@ class VectorSearch:
         cache = self._cache
         tuning = self.tuning
         # with the row cache: the index's refine x k best by its own (quantized) distance,
-        # with row ids and text only (a column read with the search costs a quarter of one
-        # read by row id after it), ranked here by their exact cosine; else LanceDB re-ranks
+        # with row ids only, ranked here by their exact cosine; else LanceDB re-ranks
         depth = limit * tuning.refine if cache is not None and ann else limit
-        # the text from the cache's text file, else with the search while the candidates
-        # are few, else for the k best only by row id after the ranking
-        with_text = not cache.has_text and depth <= TEXT_WITH_SEARCH * limit if cache else False
+        # without the cache's text file: the text with the search while the candidates are
+        # few (a column read with the search costs a quarter of one read by row id after
+        # it), else for the k best only by row id after the ranking
+        with_text = cache is not None and not cache.has_text and depth <= TEXT_WITH_SEARCH * limit
         if cache is None:
             columns = [*ROW_COLUMNS, "_distance"]
         else:
             columns = ["text", "_distance"] if with_text else ["_distance"]
 
+        def search_options(q: Any) -> Any:
+            """The index options, alike on the async query and the sync search builder."""
+            if not ann:
+                return q.bypass_vector_index()
+            q = q.nprobes(tuning.nprobes)
+            if cache is None:
+                q = q.refine_factor(tuning.refine)
+            return q.ef(self._ef(limit)) if tuning.kind != "ivf_pq" else q
+
         def build(t: Any) -> Any:
-            q = t.query().nearest_to(vec).column("vector").distance_type("cosine")
-            if ann:
-                q = q.nprobes(tuning.nprobes)
-                if cache is None:
-                    q = q.refine_factor(tuning.refine)
-                if tuning.kind != "ivf_pq":
-                    q = q.ef(self._ef(limit))
-            else:
-                q = q.bypass_vector_index()
+            q = search_options(t.query().nearest_to(vec).column("vector").distance_type("cosine"))
             if where:
                 q = q.where(where)  # a prefilter (the async API's default)
             if cache is not None:
@@ -408,15 +409,9 @@ class VectorSearch:
 
         data = run_query(self.table, build)
         if data is None:
-            s = self.table.search(vec, vector_column_name="vector").distance_type("cosine")
-            if ann:
-                s = s.nprobes(tuning.nprobes)
-                if cache is None:
-                    s = s.refine_factor(tuning.refine)
-                if tuning.kind != "ivf_pq":
-                    s = s.ef(self._ef(limit))
-            else:
-                s = s.bypass_vector_index()
+            s = search_options(
+                self.table.search(vec, vector_column_name="vector").distance_type("cosine")
+            )
             if where:
                 s = s.where(where, prefilter=True)
             data = s.select(columns).with_row_id(cache is not None).limit(depth).to_arrow()
