@@ -309,12 +309,20 @@ class RowCache:
         return pos, want[held].tolist()
 
     def rows_of(
-        self, rowids: list[int], vectors: bool = False, text: bool = False
+        self,
+        rowids: list[int],
+        vectors: bool = False,
+        text: bool = False,
+        at: npt.NDArray[np.int64] | None = None,
     ) -> dict[int, dict[str, Any]]:
         """The cached columns of ``rowids`` (those held) by row id; with ``vectors``, each
         row's ``vector`` too (normalized); with ``text``, its ``text`` where the cache holds
-        the texts (:attr:`has_text`)."""
-        pos, held = self.positions(rowids)
+        the texts (:attr:`has_text`). ``at``: the rows' arena positions where they are known
+        (from :meth:`rank`: every row held)."""
+        if at is None:
+            pos, held = self.positions(rowids)
+        else:
+            pos, held = at, rowids
         if not held:
             return {}
         if len(self.tables) == 1:  # read in full: one piece
@@ -355,15 +363,17 @@ class RowCache:
         return dict(zip(held, text.read(pos), strict=True))
 
     def rank(
-        self, vector: npt.NDArray[np.float32], rowids: list[int], limit: int
-    ) -> list[tuple[int, float]]:
-        """The ``limit`` of ``rowids`` closest to ``vector`` by cosine: (row id, cosine)."""
-        pos, held = self.positions(rowids)
-        if not held:
-            return []
+        self, vector: npt.NDArray[np.float32], rowids: npt.NDArray[np.uint64], limit: int
+    ) -> tuple[list[int], list[float], npt.NDArray[np.int64]]:
+        """The ``limit`` of ``rowids`` (those held) closest to ``vector`` by cosine, best
+        first: their row ids, cosines and arena positions (for :meth:`rows_of`)."""
+        want = np.asarray(rowids, dtype=np.uint64)
+        pos, held = self.held(want)
+        if len(pos) == 0:
+            return [], [], pos
         sims = self.matrix[pos].astype(np.float32) @ unit(vector)
         best = np.argsort(-sims, kind="stable")[:limit]
-        return [(held[i], float(sims[i])) for i in best.tolist()]
+        return want[held][best].tolist(), sims[best].tolist(), pos[best]
 
 
 def _chunks(column: Any) -> list[Any]:

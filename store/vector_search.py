@@ -41,14 +41,14 @@ store/ann.py):
   would cost 0.9 ms at 100k chunks, 1.6-2 ms at 1M), ranks them by their exact cosine from
   memory (LanceDB's own re-rank reads the full vectors from disk) and takes every column of
   the k best from the cache; a full-text search asks for row ids and scores alike. At 1M
-  chunks: vector p50 3.9-4.2 ms with the text file, 5.4-6.2 ms with the cache but the text
-  read from LanceDB, 6.8-7.3 ms without the cache (README). Without a text file, the
-  candidates' text is read with them. The cache of a new release of the same table is built
-  on the served one's (an append-only arena shared by both): only the rows it adds are read
-  (0.2 s at 1M chunks, against 6-9 s for a full read). Vector hits carry their similarity,
-  not their vector, as without the cache; full-text hits carry their vector (float16, from
-  memory). Until it is loaded, or where it does not fit, every column is read with the
-  search;
+  chunks: vector p50 3.2-3.4 ms with the text file (3.6-4.4 ms in a slower hour), 5.4-6.2
+  ms with the cache but the text read from LanceDB, 6.8-7.3 ms without the cache (README).
+  Without a text file, the candidates' text is read with them. The cache of a new release
+  of the same table is built on the served one's (an append-only arena shared by both): only
+  the rows it adds are read (0.2 s at 1M chunks, against 6-9 s for a full read). Vector hits
+  carry their similarity, not their vector, as without the cache; full-text hits carry their
+  vector (float16, from memory). Until it is loaded, or where it does not fit, every column
+  is read with the search;
 * a table past the threshold without a vector index (a release from before the build, a
   rollback target, a release a purge rewrote) is searched in memory too up to
   :data:`EXACT_MAX_ROWS` chunks, past that by LanceDB's flat scan: slower, exact.
@@ -242,15 +242,17 @@ class VectorSearch:
         texts: dict[int, str | None] | None = None,
         *,
         vectors: bool = False,
+        at: npt.NDArray[np.int64] | None = None,
     ) -> dict[int, dict[str, Any]]:
         """The rows ``rowids`` (those that exist) by row id: their cached columns (with
         ``vectors``, their vector too) and their text (from ``texts`` when the search read
-        it, else from the cache's text file, else by row id)."""
+        it, else from the cache's text file, else by row id). ``at``: their places in the
+        cache, where :meth:`RowCache.rank` found them."""
         if not rowids:
             return {}
         if texts is None and cache.has_text:  # every column from the cache
-            return cache.rows_of(rowids, vectors=vectors, text=True)
-        held = cache.rows_of(rowids, vectors=vectors)
+            return cache.rows_of(rowids, vectors=vectors, text=True, at=at)
+        held = cache.rows_of(rowids, vectors=vectors, at=at)
         if texts is None:
             texts = {int(r["_rowid"]): r["text"] for r in self._take(rowids, ["text"]).to_pylist()}
         return {rid: {**row, "text": texts[rid]} for rid, row in held.items() if rid in texts}
@@ -417,17 +419,24 @@ class VectorSearch:
             data = s.select(columns).with_row_id(cache is not None).limit(depth).to_arrow()
         if cache is None:
             return [Candidate.from_row(r, similarity=_similarity(r)) for r in data.to_pylist()]
-        found = [int(r) for r in data.column("_rowid").to_pylist()]
+        found = np.asarray(data.column("_rowid").to_numpy(), dtype=np.uint64)
         texts = (
-            dict(zip(found, data.column("text").to_pylist(), strict=True)) if with_text else None
+            dict(zip(found.tolist(), data.column("text").to_pylist(), strict=True))
+            if with_text
+            else None
         )
+        at: npt.NDArray[np.int64] | None = None
         if ann:
-            ranked = cache.rank(vec, found, limit)
+            ids, sims, at = cache.rank(vec, found, limit)
         else:  # LanceDB's flat scan is exact: its own float32 distances
-            distances = data.column("_distance").to_pylist()
-            ranked = [(rid, 1.0 - float(d)) for rid, d in zip(found, distances, strict=True)]
-        rows = self.hydrate(cache, [rid for rid, _ in ranked], texts)
-        return [Candidate.from_row(rows[rid], similarity=sim) for rid, sim in ranked if rid in rows]
+            ids = found.tolist()
+            sims = [1.0 - float(d) for d in data.column("_distance").to_pylist()]
+        rows = self.hydrate(cache, ids, texts, at=at)
+        return [
+            Candidate.from_row(rows[rid], similarity=sim)
+            for rid, sim in zip(ids, sims, strict=True)
+            if rid in rows
+        ]
 
 
 def _similarity(row: dict[str, Any]) -> float | None:

@@ -318,6 +318,36 @@ def test_similarities_in_single_thread_blocks_equal_one_product() -> None:
         assert np.allclose(got, m @ q, atol=1e-5)
 
 
+def test_native_query_execution_returns_what_the_async_api_does(indexed, monkeypatch) -> None:
+    """A query run by its native object (no schema round trip, no second stream) returns the
+    same table as the async API's ``to_arrow``, which still runs where there is none: a
+    vector search through the index, a prefiltered one, a full-text search, a take by row id
+    and a scan."""
+    import store.lance_query as lance_query
+
+    store_, _, _, vectors, _ = indexed
+    table = LiveIndex(store_.path, check_s=0, tuning=TUNING).reader().vector_searcher().table
+    q = next(iter(vectors.values()))
+    some = [int(r) for r in table.search().with_row_id(True).limit(7).to_arrow()["_rowid"]]
+    vector = lambda t: t.query().nearest_to(q).column("vector").distance_type("cosine")  # noqa: E731
+    queries = [
+        lambda t: vector(t).ef(100).with_row_id().select(["_distance"]).limit(20),
+        lambda t: vector(t).where("array_has(groups, 'rare')").select(["chunk_id"]).limit(5),
+        lambda t: t.query().nearest_to_text("word7 part").with_row_id().select(["_score"]),
+        lambda t: t.take_row_ids(some).select(["chunk_id", "text"]).with_row_id(),
+        lambda t: t.query().where("ordinal = 3").select(["chunk_id", "ordinal"]),
+    ]
+    native = [lance_query.run_query(table, build) for build in queries]
+    monkeypatch.setattr(lance_query, "_native", lambda query: None)
+    for build, got in zip(queries, native, strict=True):
+        want = lance_query.run_query(table, build)
+        assert got is not None and want is not None and got.num_rows > 0
+        assert got.schema == want.schema
+        order = [(c, "ascending") for c in got.column_names]
+        assert got.sort_by(order).equals(want.sort_by(order))
+    assert native[0].num_rows == 20 and native[3].num_rows == 7 and native[4].num_rows == 50
+
+
 def test_ann_search_deeper_than_ef_over_refine(indexed) -> None:
     """LanceDB refuses an ef below refine x k: a deep candidate list raises ef to it."""
     store, _, _, vectors, _ = indexed
