@@ -236,7 +236,9 @@ class TableReader:
                 q = q.with_row_id()
             return q.select(columns).limit(limit)
 
-        try:  # no full-text index yet: vector search alone answers
+        # a query LanceDB refuses: vector search alone answers (without a full-text index
+        # LanceDB 0.40 searches the text unindexed, slower)
+        try:
             data = run_query(table, build)  # built and run in one hop
             if data is None:
                 q = table.search(query, query_type="fts", fts_columns="text")

@@ -331,10 +331,10 @@ class RowCache:
             rows = [{} for _ in held]
             which = np.searchsorted(self.starts, pos, side="right") - 1
             for t in np.unique(which).tolist():  # one take from each table the rows are in
-                at = np.flatnonzero(which == t)
-                local = pos[at] - self.starts[t]
+                here = np.flatnonzero(which == t)
+                local = pos[here] - self.starts[t]
                 taken = self.tables[t].take(local).to_pylist()
-                for i, row in zip(at.tolist(), taken, strict=True):
+                for i, row in zip(here.tolist(), taken, strict=True):
                     rows[i] = row
         if vectors:
             for row, vec in zip(rows, self.matrix[pos].astype(np.float32), strict=True):

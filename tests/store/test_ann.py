@@ -321,12 +321,14 @@ def test_similarities_in_single_thread_blocks_equal_one_product() -> None:
 def test_native_query_execution_returns_what_the_async_api_does(indexed, monkeypatch) -> None:
     """A query run by its native object (no schema round trip, no second stream) returns the
     same table as the async API's ``to_arrow``, which still runs where there is none: a
-    vector search through the index, a prefiltered one, a full-text search, a take by row id
-    and a scan."""
+    vector search through the index (with rows the index does not cover), a prefiltered one,
+    a full-text search, a take by row id, a scan of several batches and one that matches
+    nothing (the schema still whole)."""
     import store.lance_query as lance_query
 
-    store_, _, _, vectors, _ = indexed
-    table = LiveIndex(store_.path, check_s=0, tuning=TUNING).reader().vector_searcher().table
+    store_, _, _, vectors, rng = indexed
+    _write(store_, 50, 3, rng)  # another fragment: a scan streams more than one batch
+    table = store_.chunks_table()
     q = next(iter(vectors.values()))
     some = [int(r) for r in table.search().with_row_id(True).limit(7).to_arrow()["_rowid"]]
     vector = lambda t: t.query().nearest_to(q).column("vector").distance_type("cosine")  # noqa: E731
@@ -335,17 +337,22 @@ def test_native_query_execution_returns_what_the_async_api_does(indexed, monkeyp
         lambda t: vector(t).where("array_has(groups, 'rare')").select(["chunk_id"]).limit(5),
         lambda t: t.query().nearest_to_text("word7 part").with_row_id().select(["_score"]),
         lambda t: t.take_row_ids(some).select(["chunk_id", "text"]).with_row_id(),
-        lambda t: t.query().where("ordinal = 3").select(["chunk_id", "ordinal"]),
+        lambda t: t.query().select(["chunk_id", "ordinal"]).with_row_id(),
+        lambda t: t.query().where("ordinal < 0").select(["chunk_id", "ordinal"]),
     ]
+    handle = lance_query.async_table(table)
+    assert all(lance_query._native(build(handle)) is not None for build in queries)
     native = [lance_query.run_query(table, build) for build in queries]
     monkeypatch.setattr(lance_query, "_native", lambda query: None)
     for build, got in zip(queries, native, strict=True):
         want = lance_query.run_query(table, build)
-        assert got is not None and want is not None and got.num_rows > 0
+        assert got is not None and want is not None
         assert got.schema == want.schema
         order = [(c, "ascending") for c in got.column_names]
         assert got.sort_by(order).equals(want.sort_by(order))
-    assert native[0].num_rows == 20 and native[3].num_rows == 7 and native[4].num_rows == 50
+    counts = [t.num_rows for t in native]
+    assert counts[0] == 20 and counts[3] == 7 and counts[4] == 530 and counts[5] == 0
+    assert native[4].column(0).num_chunks > 1
 
 
 def test_ann_search_deeper_than_ef_over_refine(indexed) -> None:
