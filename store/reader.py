@@ -253,9 +253,9 @@ class TableReader:
             texts = None if cache.has_text else {int(r["_rowid"]): r["text"] for r in found}
             rows = searcher.hydrate(cache, ids, texts, vectors=True)
             return [
-                Candidate.from_row(rows[int(r["_rowid"])], text_score=_score(r))
-                for r in found
-                if int(r["_rowid"]) in rows
+                Candidate.from_row(rows[rid], text_score=_score(r))
+                for rid, r in zip(ids, found, strict=True)
+                if rid in rows
             ]
         return [Candidate.from_row(r, text_score=_score(r)) for r in data.to_pylist()]
 

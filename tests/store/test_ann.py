@@ -320,7 +320,7 @@ def test_similarities_in_single_thread_blocks_equal_one_product() -> None:
 
 def test_native_query_execution_returns_what_the_async_api_does(indexed, monkeypatch) -> None:
     """A query run by its native object (no schema round trip, no second stream) returns the
-    same table as the async API's ``to_arrow``, which still runs where there is none: a
+    same table as the async API's ``to_batches``, which still runs where there is none: a
     vector search through the index (with rows the index does not cover), a prefiltered one,
     a full-text search, a take by row id, a scan of several batches and one that matches
     nothing (the schema still whole)."""
